@@ -72,17 +72,94 @@ class MomentumBreakoutConfig(Section):
     position_weight: float = Field(gt=0, le=1, description="target weight of each new position")
 
 
+class RiskScoreWeights(Section):
+    """Weights of the risk components in the one risk score (they sum to 1)."""
+
+    var: float = Field(ge=0, le=1, description="portfolio value at risk with the candidate, against var_limit")
+    correlation: float = Field(ge=0, le=1, description="highest correlation with a holding, against max_correlation")
+    sector: float = Field(ge=0, le=1, description="sector exposure after entry, against max_sector_weight")
+    liquidity: float = Field(ge=0, le=1, description="order value against the allowed share of average dollar volume")
+    regime: float = Field(ge=0, le=1, description="risk of the current market regime (regime_risk)")
+
+    @model_validator(mode="after")
+    def _sum_to_one(self):
+        total = self.var + self.correlation + self.sector + self.liquidity + self.regime
+        if abs(total - 1.0) > 1e-9:
+            raise ValueError(f"risk score weights must sum to 1 (got {total:g})")
+        return self
+
+
 class RiskConfig(Section):
-    max_positions: int = Field(ge=1)
-    max_position_weight: float = Fraction
-    min_position_value: float = Field(ge=0)
-    risk_per_trade: float = Fraction
-    daily_loss_limit: float = Fraction
-    max_drawdown: float = Fraction
+    # portfolio and sizing
+    max_positions: int = Field(ge=1, description="most names held at once")
+    max_position_weight: float = Field(ge=0, le=1, description="largest weight of one position")
+    min_position_value: float = Field(ge=0, description="smallest position worth opening, in account currency")
+    max_total_weight: float = Field(ge=0, le=1, description="weights sum to at most this (the rest is cash)")
+    max_sector_weight: float = Field(ge=0, le=1, description="summed weight of one sector")
+    risk_aversion: float = Field(ge=0, description="lambda in: maximise mu'w - lambda w'Sigma w")
+    covariance_bars: int = Field(ge=2, description="trailing bars of returns for the shrunk covariance")
+    min_history_bars: int = Field(ge=2, description="fewer bars of a symbol's returns: its variance, VaR or correlation is unknown")
+    kelly_fraction: float = Field(ge=0, le=1, description="multiple of the Kelly fraction used as a position's weight cap")
+    risk_per_trade: float = Field(ge=0, le=1, description="position value x stop distance at most this share of equity")
+    # stops
+    stop_min: float = Field(gt=0, lt=1, description="narrowest initial stop, fraction of the entry price")
+    stop_max: float = Field(gt=0, lt=1, description="widest initial stop, fraction of the entry price")
+    stop_volatility_bars: int = Field(ge=2, description="bars of returns for the volatility that scales the stop")
+    stop_reference_volatility: float = Field(gt=0, description="per-bar return volatility at which the stop is not scaled")
+    stop_volatility_exponent: float = Field(ge=0, description="stop x (volatility / reference) ** exponent")
+    stop_regime_multipliers: dict[str, float] = Field(description="regime label -> multiplier of the stop")
+    neutral_regime: str = Field(description="the regime label used when no regime is known")
+    trail_activation: float = Field(ge=0, description="the trailing stop starts after this gain from entry")
+    trail_pct: float = Field(gt=0, lt=1, description="the trailing stop sits this far below the highest price")
+    trail_adx_min: float = Field(ge=0, description="a trailing stop fits when ADX is above this ...")
+    trail_min_momentum: float = Field(description="... and momentum is above this")
+    # managing open positions
+    target_update_threshold: float = Field(ge=0, description="update the target when the prediction moves it by more than this fraction")
+    confidence_drop_halve: float = Field(ge=0, le=1, description="halve a position when confidence falls by more than this from entry")
+    stop_move_threshold: float = Field(ge=0, description="move the stop when the optimal stop moves by more than this fraction of the entry price")
+    # gates
+    daily_loss_limit: float = Field(ge=0, le=1, description="no new entries for the rest of a day that lost this share of equity")
+    max_drawdown: float = Field(ge=0, le=1, description="kill switch: flatten and halt at this drawdown from the equity peak")
+    # risk score
+    var_confidence: float = Field(gt=0, lt=1, description="confidence of the historical value at risk")
+    var_bars: int = Field(ge=2, description="trailing bars of returns for the value at risk")
+    var_limit: float = Field(gt=0, le=1, description="portfolio value at risk (per bar, share of equity) with the candidate")
+    var_impact_high: float = Field(ge=0, description="halve the size when the candidate uses more than this share of the VaR budget left")
+    correlation_bars: int = Field(ge=2, description="trailing bars for the correlation with holdings")
+    max_correlation: float = Field(ge=-1, le=1, description="reject a candidate more correlated than this with any holding")
+    correlation_delay_above: float = Field(ge=-1, le=1, description="delay the entry when the correlation is above this")
+    correlation_delay_bars: int = Field(ge=0, description="bars an entry waits on high correlation (the blueprint's hour)")
+    adv_bars: int = Field(ge=1, description="bars for the average dollar volume")
+    max_adv_share: float = Field(gt=0, le=1, description="an order's value at most this share of average dollar volume")
+    limit_order_above: float = Field(ge=0, le=1, description="use a limit order when the order uses more than this share of its liquidity allowance")
+    regime_risk: dict[str, float] = Field(description="regime label -> risk component in [0, 1]")
+    score_weights: RiskScoreWeights
+    approve_below: float = Field(ge=0, le=1, description="approve a candidate whose risk score is below this")
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if self.stop_min > self.stop_max:
+            raise ValueError(f"stop_min {self.stop_min} is above stop_max {self.stop_max}")
+        if self.correlation_delay_above > self.max_correlation:
+            raise ValueError("correlation_delay_above is above max_correlation: no entry would ever be delayed")
+        for name, table in (("stop_regime_multipliers", self.stop_regime_multipliers), ("regime_risk", self.regime_risk)):
+            if self.neutral_regime not in table:
+                raise ValueError(f"neutral_regime {self.neutral_regime!r} is not a key of {name}")
+        if set(self.stop_regime_multipliers) != set(self.regime_risk):
+            raise ValueError("stop_regime_multipliers and regime_risk must name the same regimes")
+        if any(not 0 <= v <= 1 for v in self.regime_risk.values()):
+            raise ValueError("regime_risk values must lie in [0, 1]")
+        if any(v <= 0 for v in self.stop_regime_multipliers.values()):
+            raise ValueError("stop_regime_multipliers must be positive")
+        return self
 
 
 class FeaturesConfig(Section):
-    pass
+    seed_tolerance: float = Field(gt=0, lt=1, description="weight a recursive smoother's seed may keep after the warm-up (sets EMA/Wilder warm-ups)")
+    history_tolerance: float = Field(gt=0, lt=1, description="after its warm-up a value may differ by this much (relative to the feature's mean |value|) when the data starts later")
+    daily_close_time: _dt.time = Field(description="close time of a daily bar (exchange time): news and macro values up to it count for that bar")
+    exchange_timezone: str = Field(min_length=1, description="zone that news time stamps with a UTC offset are converted to")
+    news_neutral_band: float = Field(ge=0, lt=1, description="|VADER compound score| up to this is neutral (neither positive nor negative)")
 
 
 class ModelsConfig(Section):

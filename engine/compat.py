@@ -52,7 +52,10 @@ def save_chart(cerebro: "bt.Cerebro", path, *, dpi: int = 90, width: float = 16.
     import matplotlib.pyplot as plt
 
     written: list[str] = []
-    figures = cerebro.plot(plotter=HeadlessPlot(style=style, volume=False), iplot=False)
+    intraday = any(d._timeframe < bt.TimeFrame.Days for d in cerebro.datas)
+    ticks = "%Y-%m-%d %H:%M" if intraday else "%Y-%m-%d"
+    plotter = HeadlessPlot(style=style, volume=False, fmt_x_ticks=ticks, fmt_x_data=ticks)
+    figures = cerebro.plot(plotter=plotter, iplot=False)
     for s_idx, figs in enumerate(figures):
         for f_idx, fig in enumerate(figs):
             panels = max(1, len([ax for ax in fig.axes if ax.get_visible()]))

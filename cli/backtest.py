@@ -1,0 +1,76 @@
+"""``python run.py backtest``: a backtest on historical bars, with records, metrics, plots and a report."""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+from pathlib import Path
+
+from cli.common import add_config_option, add_data_option, config_from_args
+from common.errors import UserError
+
+log = logging.getLogger("backtest")
+
+
+def _date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_data_option(parser)
+    parser.add_argument("--strategy", help="strategy name (default: the config's backtest.strategy)")
+    parser.add_argument("--start", type=_date, metavar="YYYY-MM-DD",
+                        help="first bar traded; earlier bars only warm indicators up")
+    parser.add_argument("--end", type=_date, metavar="YYYY-MM-DD", help="last bar used")
+    parser.add_argument("--cash", type=float, help="starting cash")
+    parser.add_argument("--seed", type=int, help="random seed (models, bootstrap); same seed, same results")
+    add_config_option(parser)
+    parser.add_argument("--out", metavar="DIR", help="output folder (default: a new folder under runs/)")
+    parser.add_argument("--no-plot", action="store_true", help="skip the PNG plots (the report keeps its tables)")
+
+
+def new_run_dir(root: str, strategy: str) -> Path:
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    base = Path(root) / f"{stamp}-{strategy}"
+    out, n = base, 1
+    while out.exists():
+        n += 1
+        out = base.with_name(f"{base.name}-{n}")
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    from engine.backtest import run_backtest
+    from feeds.loader import load_universe
+    from reports.writer import write_run
+    from strategies import get_strategy
+
+    cfg = config_from_args(args, {
+        "backtest.strategy": args.strategy, "backtest.start": args.start, "backtest.end": args.end,
+        "backtest.cash": args.cash, "backtest.seed": args.seed,
+        "backtest.plot": False if args.no_plot else None,
+    })
+    strategy_cls = get_strategy(cfg.backtest.strategy)
+    warmup = getattr(strategy_cls, "required_bars", lambda c: 1)(cfg)
+    bars = load_universe(cfg.data.paths, drop_missing_prices=cfg.data.drop_missing_prices, min_bars=warmup,
+                         end=cfg.backtest.end)
+    if cfg.backtest.start is not None and all(f.index[-1].date() < cfg.backtest.start for f in bars.values()):
+        raise UserError(f"--start {cfg.backtest.start} is after the last bar of every symbol")
+    log.info("%d symbols, %s bars; strategy %s", len(bars), sum(len(f) for f in bars.values()),
+             cfg.backtest.strategy)
+    result = run_backtest(cfg, bars, strategy_cls=strategy_cls)
+    # only now, with a complete result, does anything get written
+    out = Path(args.out) if args.out else new_run_dir(cfg.backtest.out_root, cfg.backtest.strategy)
+    write_run(out, result, plot=cfg.backtest.plot)
+    m = result.metrics
+    bh = m["buy_and_hold"]
+    print(f"{cfg.backtest.strategy}: total return {m['total_return']:.2%}, CAGR {m['cagr']:.2%}, "
+          f"Sharpe {m['sharpe'] or 0:.2f}, max drawdown {m['max_drawdown']:.2%}, {m['n_trades']} trades, "
+          f"win rate {(m['win_rate'] or 0):.1%}")
+    print(f"buy and hold: total return {bh['total_return']:.2%}, CAGR {bh['cagr']:.2%}, "
+          f"Sharpe {bh['sharpe'] or 0:.2f}, max drawdown {bh['max_drawdown']:.2%}")
+    print(f"results in {out}/ (report.html, metrics.json, trades.csv, orders.csv, positions.csv, equity.csv)")
+    return 0

@@ -1,0 +1,141 @@
+"""Assemble and run a backtest: feeds, broker costs, the strategy, recording analyzers, metrics.
+
+The Cerebro built here is the one the live path builds too (``build_cerebro``), with a different
+broker and feeds: the strategy code is the same object in both.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import sys
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from analyzers import records, stats
+from config import Config, config_hash
+from engine.compat import bt
+from feeds.pandas_feed import bars_to_feed
+from observers.stops import StopTargetLevels
+from strategies import get_strategy
+
+log = logging.getLogger("backtest")
+
+
+@dataclass
+class RunRecords:
+    orders: pd.DataFrame
+    trades: pd.DataFrame
+    positions: pd.DataFrame
+    equity: pd.DataFrame
+
+
+@dataclass
+class BacktestResult:
+    cfg: Config
+    symbols: list[str]
+    records: RunRecords
+    buy_and_hold: pd.DataFrame
+    metrics: dict
+    cerebro: bt.Cerebro = field(repr=False)
+    strategy: bt.Strategy = field(repr=False)
+
+
+def configure_broker(broker, cfg: Config) -> None:
+    """Cash, commission and slippage: costs are on by default (see ``[costs]``)."""
+    broker.setcash(cfg.backtest.cash)
+    broker.setcommission(commission=cfg.costs.commission_bps / 1e4, commtype=bt.CommInfoBase.COMM_PERC,
+                         stocklike=True, percabs=True)
+    if cfg.costs.slippage_bps > 0:
+        # slip_open: market orders at the open pay slippage too; slip_out: charge it even when the
+        # slipped price falls outside the bar's range (capping it there would understate costs)
+        broker.set_slippage_perc(cfg.costs.slippage_bps / 1e4, slip_open=True, slip_limit=True,
+                                 slip_match=True, slip_out=True)
+
+
+def trading_calendar(bars: dict[str, pd.DataFrame]) -> pd.DatetimeIndex:
+    """The union of every symbol's timestamps: the run's clock."""
+    index = pd.DatetimeIndex([])
+    for frame in bars.values():
+        index = index.union(frame.index)
+    return index
+
+
+def build_cerebro(cfg: Config, bars: dict[str, pd.DataFrame], *, strategy_cls=None, progress: bool = False,
+                  runonce: bool | None = None, **strategy_kwargs) -> bt.Cerebro:
+    strategy_cls = strategy_cls or get_strategy(cfg.backtest.strategy)
+    cerebro = bt.Cerebro(stdstats=False, runonce=cfg.backtest.runonce if runonce is None else runonce,
+                         preload=True, optreturn=False, maxcpus=1)
+    for symbol, frame in bars.items():
+        cerebro.adddata(bars_to_feed(symbol, frame))
+    configure_broker(cerebro.broker, cfg)
+    cerebro.addstrategy(strategy_cls, cfg=cfg, **strategy_kwargs)
+    cerebro.addobservermulti(bt.observers.BuySell, barplot=True)
+    cerebro.addobservermulti(StopTargetLevels)
+    cerebro.addanalyzer(records.OrderLog, _name="orders")
+    cerebro.addanalyzer(records.TradeLog, _name="trades")
+    cerebro.addanalyzer(records.PositionLog, _name="positions")
+    cerebro.addanalyzer(records.EquityLog, _name="equity")
+    if progress:
+        cerebro.addanalyzer(records.Progress, _name="progress", total=len(trading_calendar(bars)))
+    return cerebro
+
+
+def collect_records(strategy, start: dt.date | None = None) -> RunRecords:
+    a = strategy.analyzers
+    orders = pd.DataFrame(a.orders.get_analysis(), columns=records.ORDER_COLUMNS)
+    trades = pd.DataFrame(a.trades.get_analysis(), columns=records.TRADE_COLUMNS)
+    positions = pd.DataFrame(a.positions.get_analysis(), columns=records.POSITION_COLUMNS)
+    equity = pd.DataFrame(a.equity.get_analysis(), columns=["datetime", "equity", "cash"])
+    if start is not None:
+        # bars before --start only warm indicators up: nothing is traded there, nothing reported
+        first = pd.Timestamp(start)
+        positions = positions[pd.to_datetime(positions["datetime"]) >= first]
+        equity = equity[pd.to_datetime(equity["datetime"]) >= first]
+    equity = equity.reset_index(drop=True)
+    equity["drawdown"] = stats.drawdown(equity["equity"]).to_numpy() if len(equity) else []
+    orders = orders.sort_values(["datetime", "client_order_id"], kind="stable").reset_index(drop=True)
+    trades = trades.sort_values(["entry_datetime", "symbol"], kind="stable").reset_index(drop=True)
+    return RunRecords(orders=orders, trades=trades, positions=positions.reset_index(drop=True), equity=equity)
+
+
+def compute_metrics(cfg: Config, bars: dict[str, pd.DataFrame], rec: RunRecords,
+                    bh: pd.DataFrame) -> dict:
+    """Every figure of metrics.json: the strategy's at the top level, buy-and-hold's beside them."""
+    equity = rec.equity.set_index(pd.to_datetime(rec.equity["datetime"]))["equity"]
+    strategy_figures = stats.return_metrics(equity)
+    strategy_figures.update(stats.trade_metrics(rec.trades, n_days=strategy_figures["n_days"] + 1))
+    strategy_figures.update(stats.exposure_and_turnover(rec.equity, rec.positions, rec.orders))
+    strategy_figures["slippage_paid"] = stats.slippage_paid(strategy_figures["traded_value"], cfg.costs.slippage_bps)
+    strategy_figures["costs_paid"] = strategy_figures["commission_paid"] + strategy_figures["slippage_paid"]
+    strategy_figures.update(stats.sharpe_uncertainty(equity, n_samples=cfg.report.bootstrap_samples,
+                                                     seed=cfg.backtest.seed))
+    bh_figures = stats.return_metrics(bh["equity"])
+    bh_figures.update(stats.sharpe_uncertainty(bh["equity"], n_samples=cfg.report.bootstrap_samples,
+                                               seed=cfg.backtest.seed))
+    return {
+        "strategy": cfg.backtest.strategy,
+        **strategy_figures,
+        "buy_and_hold": bh_figures,
+        "symbols": sorted(bars),
+        "data_range": {"start": str(equity.index[0]), "end": str(equity.index[-1]), "bars": int(len(equity))},
+        "seed": cfg.backtest.seed,
+        "config_hash": config_hash(cfg),
+        "config": cfg.model_dump(mode="json"),
+    }
+
+
+def run_backtest(cfg: Config, bars: dict[str, pd.DataFrame], *, strategy_cls=None,
+                 runonce: bool | None = None, **strategy_kwargs) -> BacktestResult:
+    """Run the configured strategy on validated bars; records and metrics, nothing written."""
+    show_progress = cfg.backtest.progress and sys.stderr.isatty()
+    cerebro = build_cerebro(cfg, bars, strategy_cls=strategy_cls, progress=show_progress, runonce=runonce,
+                            **strategy_kwargs)
+    strategy = cerebro.run()[0]
+    rec = collect_records(strategy, cfg.backtest.start)
+    calendar = pd.DatetimeIndex(pd.to_datetime(rec.equity["datetime"]))
+    bh = stats.buy_and_hold(bars, cfg.backtest.cash, commission_bps=cfg.costs.commission_bps,
+                            slippage_bps=cfg.costs.slippage_bps, calendar=calendar)
+    metrics = compute_metrics(cfg, bars, rec, bh)
+    return BacktestResult(cfg=cfg, symbols=sorted(bars), records=rec, buy_and_hold=bh, metrics=metrics,
+                          cerebro=cerebro, strategy=strategy)

@@ -1,0 +1,84 @@
+"""Write a run's outputs into its folder: records (CSV), metrics.json, plots and report.html."""
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from reports import html as report_html
+from reports import plots
+
+log = logging.getLogger("report")
+
+RECORD_FILES = ("orders.csv", "trades.csv", "positions.csv", "equity.csv")
+
+
+def _clean(value):
+    """JSON-safe: NaN/inf -> null, numpy scalars -> Python, timestamps -> ISO text."""
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        value = float(value)
+        return value if math.isfinite(value) else None
+    if isinstance(value, (pd.Timestamp,)):
+        return value.isoformat()
+    return value
+
+
+def write_metrics(path, metrics: dict) -> None:
+    Path(path).write_text(json.dumps(_clean(metrics), indent=2, sort_keys=False) + "\n", encoding="utf-8")
+
+
+def write_records(out: Path, records) -> None:
+    records.orders.to_csv(out / "orders.csv", index=False)
+    records.trades.to_csv(out / "trades.csv", index=False)
+    records.positions.to_csv(out / "positions.csv", index=False)
+    records.equity.to_csv(out / "equity.csv", index=False)
+
+
+def most_traded(trades: pd.DataFrame, symbols: list[str], n: int) -> list[str]:
+    if n <= 0:
+        return []
+    counts = trades["symbol"].value_counts() if len(trades) else pd.Series(dtype=int)
+    ranked = sorted(symbols, key=lambda s: (-int(counts.get(s, 0)), s))
+    return ranked[:n]
+
+
+def write_run(out: Path, result, *, plot: bool = True, sections=(), alarms=(), extra_images=None) -> dict:
+    """Everything a run leaves behind. Returns {name: path}."""
+    out.mkdir(parents=True, exist_ok=True)
+    write_records(out, result.records)
+    write_metrics(out / "metrics.json", result.metrics)
+    written = {name: str(out / name) for name in RECORD_FILES + ("metrics.json",)}
+    images: dict[str, str] = {}
+    if plot:
+        equity = result.records.equity.set_index(pd.to_datetime(result.records.equity["datetime"]))["equity"]
+        images["Equity and drawdown against buy-and-hold"] = plots.equity_vs_benchmark(
+            equity, result.buy_and_hold["equity"], out / "equity.png", label=result.cfg.backtest.strategy)
+        images["Monthly returns"] = plots.monthly_heatmap(equity, out / "monthly_returns.png")
+        images.update(extra_images or {})
+        chart_symbols = most_traded(result.records.trades, result.symbols, result.cfg.backtest.chart_symbols)
+        if chart_symbols:
+            from engine.compat import save_chart
+
+            for d in result.strategy.datas:
+                d.plotinfo.plot = d._name in chart_symbols
+            try:
+                for i, path in enumerate(save_chart(result.cerebro, out / "chart.png")):
+                    images[f"Backtrader chart: {', '.join(chart_symbols)} (trades and stop levels)" if i == 0
+                           else f"Backtrader chart ({i + 1})"] = path
+            except Exception as exc:  # a chart must never cost the user the run's results
+                log.warning("Backtrader chart failed (%s); the other outputs are complete", exc)
+        written.update({Path(p).name: p for p in images.values()})
+    written["report.html"] = report_html.render_report(
+        out / "report.html", metrics=result.metrics, trades=result.records.trades, images=images,
+        targets=dict(result.cfg.report.blueprint_targets), sections=list(sections), alarms=list(alarms))
+    return written
