@@ -162,8 +162,155 @@ class FeaturesConfig(Section):
     news_neutral_band: float = Field(ge=0, lt=1, description="|VADER compound score| up to this is neutral (neither positive nor negative)")
 
 
+class XGBoostParams(Section):
+    """XGBoost regressor (one output per horizon, ``hist`` trees); names as in ``xgboost.XGBRegressor``."""
+
+    n_estimators: int = Field(ge=1, description="most trees; early stopping on the window's purged validation tail picks fewer")
+    max_depth: int = Field(ge=1)
+    learning_rate: float = Field(gt=0, le=1)
+    subsample: float = Field(gt=0, le=1)
+    colsample_bytree: float = Field(gt=0, le=1)
+    min_child_weight: float = Field(ge=0)
+    reg_lambda: float = Field(ge=0)
+    max_bin: int = Field(ge=2, description="histogram bins per feature (fewer: faster)")
+    early_stopping_rounds: int = Field(ge=0, description="stop when the validation loss has not improved for this many trees; 0: off")
+
+
+class LightGBMParams(Section):
+    """LightGBM regressor, one booster per horizon; names as in LightGBM's parameters."""
+
+    n_estimators: int = Field(ge=1)
+    num_leaves: int = Field(ge=2)
+    max_depth: int = Field(description="-1: unlimited")
+    learning_rate: float = Field(gt=0, le=1)
+    subsample: float = Field(gt=0, le=1, description="row fraction per tree (bagging)")
+    colsample_bytree: float = Field(gt=0, le=1)
+    min_child_samples: int = Field(ge=1)
+    reg_lambda: float = Field(ge=0)
+    max_bin: int = Field(ge=2)
+    early_stopping_rounds: int = Field(ge=0)
+
+
+class DenseParams(Section):
+    """Feed-forward network: Dense -> BatchNorm -> ReLU -> Dropout per layer, one linear output per target."""
+
+    layers: list[int] = Field(min_length=1, description="units of each hidden layer")
+    dropout: float = Field(ge=0, lt=1)
+    learning_rate: float = Field(gt=0, description="Adam")
+    huber_delta: float = Field(gt=0, description="Huber loss delta, on targets standardised over the training window")
+    epochs: int = Field(ge=1)
+    batch_size: int = Field(ge=1)
+    patience: int = Field(ge=0, description="early stopping on the purged validation tail; 0: off")
+
+
+class LSTMParams(Section):
+    """Stacked LSTM over the last ``seq_len`` bars of the ``top_features`` features the tree models rank highest."""
+
+    seq_len: int = Field(ge=2, description="bars per sequence")
+    top_features: int = Field(ge=1, description="features per step, ranked by tree gain on the same training window")
+    units: list[int] = Field(min_length=1, description="units of each LSTM layer")
+    dropout: float = Field(ge=0, lt=1)
+    learning_rate: float = Field(gt=0)
+    huber_delta: float = Field(gt=0)
+    epochs: int = Field(ge=1)
+    batch_size: int = Field(ge=1)
+    patience: int = Field(ge=0)
+
+
+class LabelsConfig(Section):
+    kind: Literal["forward_return", "triple_barrier"] = Field(description="close-to-close log return, or the log return at the first barrier touched")
+    barrier_vol_bars: int = Field(ge=2, description="triple barrier: trailing bars of the daily volatility that scales the barriers")
+    profit_target: float = Field(gt=0, description="triple barrier: upper barrier in daily volatilities x sqrt(horizon)")
+    stop_loss: float = Field(gt=0, description="triple barrier: lower barrier in daily volatilities x sqrt(horizon)")
+
+
+class SearchConfig(Section):
+    schedule: Literal["off", "first", "every"] = Field(description="random search at the first retrain only (then reused), at every retrain, or never")
+    draws: int = Field(ge=1, description="configurations drawn per model and search")
+    folds: int = Field(ge=2, description="purged forward (time-series) folds inside the training window")
+    models: list[Literal["xgboost", "lightgbm"]] = Field(description="base models whose parameters are searched")
+    space: dict[str, dict[str, list[int | float]]] = Field(description="per model: parameter -> values drawn uniformly")
+
+
+class EnsembleConfig(Section):
+    meta_window_bars: int = Field(ge=1, description="trailing bars of out-of-sample base predictions the meta-learner is fitted on")
+    halflife_bars: float = Field(gt=0, description="age in bars at which an out-of-sample row counts half: weights follow recent performance")
+    ridge_alpha: float = Field(ge=0, description="ridge penalty of the stacking regression, relative to the total sample weight")
+    oof_folds: int = Field(ge=2, description="purged k-fold giving the first window's out-of-fold predictions (no walk-forward history yet)")
+    meta_folds: int = Field(ge=2, description="purged folds cross-fitting the meta-learner, so calibration sees out-of-fold scores")
+    lower_quantile: float = Field(gt=0, lt=0.5, description="lower bound: this quantile of out-of-fold residuals")
+    upper_quantile: float = Field(gt=0.5, lt=1, description="upper bound: this quantile of out-of-fold residuals")
+
+
+class CalibrationConfig(Section):
+    method: Literal["auto", "isotonic", "platt"] = Field(description="auto: isotonic with enough samples, else Platt")
+    min_isotonic_samples: int = Field(ge=2)
+
+
+class RegimeConfig(Section):
+    n_regimes: int = Field(ge=1, description="Gaussian mixture components; regime 0 is the calmest (lowest volatility)")
+    vol_bars: int = Field(ge=2, description="bars of the equal-weight index's realised volatility")
+
+
+class VolatilityConfig(Section):
+    p: int = Field(ge=1, description="GARCH(p, q)")
+    q: int = Field(ge=1)
+    realised_bars: int = Field(ge=2, description="trailing bars of realised volatility: the fallback, and the scale of the bounds")
+    min_observations: int = Field(ge=10, description="fewer returns in the window: realised volatility instead of a GARCH fit")
+
+
+class TimingConfig(Section):
+    model: Literal["xgboost", "lightgbm", "dense", "lstm"] = Field(description="regressor of where in the horizon the best entry and exit fall (its parameters: that model's section)")
+
+
+class StopLossConfig(Section):
+    quantile: float = Field(gt=0, lt=1, description="quantile of the maximum adverse excursion within the horizon used as the stop distance (LightGBM quantile regression, [models.lightgbm] parameters)")
+    min_stop: float = Field(gt=0, lt=1, description="stop distance floor (fraction of price)")
+    max_stop: float = Field(gt=0, lt=1, description="stop distance cap")
+
+
 class ModelsConfig(Section):
-    pass
+    horizons: list[int] = Field(min_length=1, description="label horizons in bars (intraday: see models.labels.horizons_in_bars)")
+    decision_horizon: int = Field(ge=1, description="the horizon the strategy trades: its probability is the confidence; timing and stops look this far")
+    base_models: list[Literal["xgboost", "lightgbm", "dense", "lstm"]] = Field(min_length=1, description="ensemble members")
+    train_bars: int = Field(ge=2, description="trailing window of bars a model is trained on")
+    retrain_every: int = Field(ge=1, description="bars between retrains (walk-forward test length)")
+    embargo_bars: int = Field(ge=0, description="gap between the end of a training label and the first bar the model predicts")
+    validation_fraction: float = Field(ge=0, lt=1, description="last fraction of the training window held out (purged) for early stopping")
+    min_feature_fraction: float = Field(gt=0, le=1, description="a row is a sample only with at least this fraction of finite features")
+    threads: int = Field(ge=1, description="threads of XGBoost, LightGBM and TensorFlow")
+    labels: LabelsConfig
+    xgboost: XGBoostParams
+    lightgbm: LightGBMParams
+    dense: DenseParams
+    lstm: LSTMParams
+    search: SearchConfig
+    ensemble: EnsembleConfig
+    calibration: CalibrationConfig
+    regime: RegimeConfig
+    volatility: VolatilityConfig
+    timing: TimingConfig
+    stoploss: StopLossConfig
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if len(set(self.horizons)) != len(self.horizons) or any(h < 1 for h in self.horizons):
+            raise ValueError(f"horizons must be distinct and >= 1 (got {self.horizons})")
+        if self.decision_horizon not in self.horizons:
+            raise ValueError(f"decision_horizon {self.decision_horizon} is not one of horizons {self.horizons}")
+        if self.stoploss.min_stop > self.stoploss.max_stop:
+            raise ValueError("stoploss.min_stop is above stoploss.max_stop")
+        for model, space in self.search.space.items():
+            params = getattr(self, model, None)
+            if model not in ("xgboost", "lightgbm") or params is None:
+                raise ValueError(f"search.space.{model}: only xgboost and lightgbm are searched")
+            unknown = sorted(set(space) - set(type(params).model_fields))
+            if unknown:
+                raise ValueError(f"search.space.{model}: unknown parameter(s) {unknown}")
+            empty = sorted(k for k, v in space.items() if not v)
+            if empty:
+                raise ValueError(f"search.space.{model}: no values for {empty}")
+        return self
 
 
 class LiveConfig(Section):

@@ -1,0 +1,226 @@
+"""Target weights: a long-only mean-variance problem (cvxpy) under position, sector and name caps.
+
+    maximise   mu'w - risk_aversion x w' Sigma w
+    subject to w >= 0, sum(w) <= max_total, w_i <= min(max_weight, kelly_cap_i),
+               sum of w over each sector <= max_sector_weight, at most max_names non-zero weights
+
+``mu`` and ``Sigma`` must be in the same units (returns over the same period). The blueprint's
+objective is "expected return minus half the variance": risk_aversion 0.5.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Sequence
+
+import cvxpy as cp
+import numpy as np
+import pandas as pd
+from sklearn.covariance import LedoitWolf
+
+log = logging.getLogger("risk")
+
+# Solver noise below this is zero (and does not count as a name).
+_WEIGHT_EPS = 1e-7
+_UNKNOWN_SECTOR = "(unknown sector)"
+
+
+def shrunk_covariance(returns: np.ndarray | pd.DataFrame, *, min_observations: int = 2) -> np.ndarray:
+    """Ledoit-Wolf shrunk covariance of per-period returns (rows: periods, columns: assets).
+
+    Ledoit & Wolf, "A well-conditioned estimator for large-dimensional covariance matrices" (2004),
+    via scikit-learn: positive definite even with fewer rows than assets.
+
+    Missing values: a column with fewer than ``min_observations`` values is unknown, and its row and
+    column of the result are NaN (:func:`allocate_weights` then leaves that asset out). The others
+    are estimated from the rows where all of them have a value, so every entry comes from the same
+    dates; under two such rows, from each column's own variance alone (a diagonal matrix).
+    """
+    data = np.asarray(returns, dtype=float)
+    if data.ndim != 2:
+        raise ValueError(f"returns must be 2-D (periods x assets), got shape {data.shape}")
+    n = data.shape[1]
+    out = np.full((n, n), np.nan)
+    known = np.flatnonzero(np.sum(np.isfinite(data), axis=0) >= max(min_observations, 2))
+    if known.size == 0:
+        return out
+    sub = data[:, known]
+    complete = sub[np.all(np.isfinite(sub), axis=1)]
+    if complete.shape[0] >= 2:
+        estimate = LedoitWolf().fit(complete).covariance_
+    else:
+        estimate = np.diag(np.nanvar(sub, axis=0, ddof=1))
+    out[np.ix_(known, known)] = estimate
+    return out
+
+
+@dataclass(frozen=True)
+class AllocationResult:
+    """``weights`` align with the expected returns given (a Series when they were one).
+
+    ``status``: the solver's status ("optimal", ...), "no_candidates" when nothing is worth
+    holding, or "fallback"; ``message`` says what was left out or why the fallback was used.
+    """
+
+    weights: np.ndarray | pd.Series
+    status: str
+    fallback_used: bool
+    message: str
+
+
+def _sector_ids(sectors: Sequence) -> np.ndarray:
+    # Unknown sectors share one group, so they are capped together (conservative).
+    labels = [_UNKNOWN_SECTOR if s is None or (isinstance(s, float) and np.isnan(s)) or s == "" else str(s)
+              for s in sectors]
+    return pd.factorize(np.asarray(labels, dtype=object))[0]
+
+
+def _within_caps(w: np.ndarray, caps: np.ndarray, sector_ids: np.ndarray, max_sector: float,
+                 max_total: float) -> np.ndarray:
+    """Clip into [0, cap], then scale down any sector, then the total, that exceeds its cap.
+
+    Scaling down never breaks a cap already met, so the result satisfies all of them (up to
+    floating-point rounding); it removes the solver's tolerance-sized violations.
+    """
+    w = np.clip(np.nan_to_num(w, nan=0.0), 0.0, caps)
+    w[w < _WEIGHT_EPS] = 0.0
+    for sid in np.unique(sector_ids):
+        members = sector_ids == sid
+        total = w[members].sum()
+        if total > max_sector:
+            w[members] *= max_sector / total
+    total = w.sum()
+    if total > max_total:
+        w *= max_total / total
+    return w
+
+
+def _select(mu: np.ndarray, usable: np.ndarray, held: np.ndarray, max_names: int) -> np.ndarray:
+    """Indices of at most ``max_names`` assets: held ones first, then the rest, each by expected return."""
+    order = np.argsort(-np.where(usable, mu, -np.inf), kind="stable")
+    ranked = [i for i in order if usable[i] and held[i]] + [i for i in order if usable[i] and not held[i]]
+    return np.array(ranked[:max_names], dtype=int)
+
+
+class MeanVarianceProblem:
+    """The cvxpy problem for up to ``size`` names, compiled once and re-solved with new data.
+
+    cvxpy spends about 10 ms turning a fresh problem into solver form; this parametrised (DPP)
+    problem re-solves in about 3 ms. Keep one per sizer and pass it to :func:`allocate_weights`.
+    Unused slots get a zero return, cap and risk, so they stay at zero.
+    """
+
+    def __init__(self, size: int):
+        self.size = int(size)
+        self._w = cp.Variable(self.size, nonneg=True)
+        self._mu = cp.Parameter(self.size)
+        self._factor = cp.Parameter((self.size, self.size))  # sqrt(risk_aversion) x F with F F' = Sigma
+        self._caps = cp.Parameter(self.size, nonneg=True)
+        self._sectors = cp.Parameter((self.size, self.size), nonneg=True)  # row s: 1 for the names in sector s
+        self._max_sector = cp.Parameter(nonneg=True)
+        self._max_total = cp.Parameter(nonneg=True)
+        # w' Sigma w as ||F' w||^2: convex by construction, no PSD check on a nearly singular matrix.
+        objective = cp.Maximize(self._mu @ self._w - cp.sum_squares(self._factor.T @ self._w))
+        constraints = [cp.sum(self._w) <= self._max_total, self._w <= self._caps,
+                       self._sectors @ self._w <= self._max_sector]
+        self._problem = cp.Problem(objective, constraints)
+
+    def solve(self, mu: np.ndarray, cov: np.ndarray, caps: np.ndarray, sector_ids: np.ndarray, *,
+              risk_aversion: float, max_total: float, max_sector: float) -> tuple[np.ndarray | None, str]:
+        """Weights of the ``len(mu)`` names (None when not solved) and the solver's status."""
+        k = mu.size
+        if k > self.size:
+            raise ValueError(f"{k} names do not fit a problem of size {self.size}")
+        values, vectors = np.linalg.eigh((cov + cov.T) / 2.0)
+        values = np.clip(values, 0.0, None)  # the nearest PSD matrix: rounding-size negatives to 0
+        # Per-bar returns make the objective tiny (~1e-4); scaling it to ~1 leaves the optimum
+        # unchanged and lets the solver's absolute tolerances reach the weights' precision.
+        scale = 1.0 / max(np.abs(mu).max(), risk_aversion * values.max(initial=0.0), 1e-300)
+        factor = np.zeros((self.size, self.size))
+        factor[:k, :k] = vectors * np.sqrt(values * risk_aversion * scale)
+        sectors = np.zeros((self.size, self.size))
+        sectors[sector_ids, np.arange(k)] = 1.0
+        self._mu.value = np.pad(mu * scale, (0, self.size - k))
+        self._factor.value = factor
+        self._caps.value = np.pad(caps, (0, self.size - k))
+        self._sectors.value = sectors
+        self._max_sector.value, self._max_total.value = max_sector, max_total
+        self._problem.solve(solver=cp.CLARABEL)
+        status, w = str(self._problem.status), self._w.value
+        if status not in (cp.OPTIMAL, cp.OPTIMAL_INACCURATE) or w is None:
+            return None, status
+        if not np.all(np.isfinite(w)):
+            return None, f"{status} with non-finite weights"
+        return np.asarray(w[:k], dtype=float), status
+
+
+def allocate_weights(expected_returns, covariance, sectors: Sequence, *, risk_aversion: float,
+                     max_weight: float, max_total: float, max_sector_weight: float, max_names: int,
+                     kelly_caps=None, current_weights=None,
+                     problem: MeanVarianceProblem | None = None) -> AllocationResult:
+    """Long-only target weights over candidates and holdings (see the module docstring).
+
+    - Caps: w_i <= min(max_weight, kelly_caps_i); a missing (NaN) or negative Kelly cap is 0.
+    - Left out (weight 0): assets with a missing or non-positive expected return (we buy only what
+      we expect to rise), a zero cap, or an unknown variance (NaN on the covariance's diagonal).
+    - At most ``max_names``: the names are chosen before solving, so the count holds exactly: the
+      held names (``current_weights > 0``) by expected return, then the other names by expected
+      return into the free slots (the blueprint's "fill the free slots"). The solver may still give
+      a chosen name zero weight. Not the mixed-integer optimum, which can pick differently.
+    - Sectors: ``sectors`` aligns with the assets; missing labels form one "unknown" group.
+    - Never raises on a solver failure, an infeasible or non-optimal status, or NaNs in the chosen
+      names' covariance: a warning on the "risk" logger and the conservative fallback: keep the
+      current weights clipped into every cap, and open nothing new (all zero with no holdings).
+    - ``problem``: a :class:`MeanVarianceProblem` of size >= max_names to re-use (faster); a new
+      one is compiled when None.
+    """
+    mu = np.asarray(expected_returns, dtype=float)
+    n = mu.size
+    cov = np.asarray(covariance, dtype=float)
+    if mu.ndim != 1 or cov.shape != (n, n) or len(sectors) != n:
+        raise ValueError(f"shapes disagree: expected_returns {mu.shape}, covariance {cov.shape}, "
+                         f"{len(sectors)} sectors")
+    kelly = np.full(n, np.inf) if kelly_caps is None else np.asarray(kelly_caps, dtype=float)
+    current = np.zeros(n) if current_weights is None else np.asarray(current_weights, dtype=float)
+    if kelly.shape != (n,) or current.shape != (n,):
+        raise ValueError("kelly_caps and current_weights must align with expected_returns")
+    caps = np.clip(np.minimum(float(max_weight), np.nan_to_num(kelly, nan=0.0, posinf=np.inf)), 0.0, None)
+    current = np.nan_to_num(current, nan=0.0)
+    sector_ids = _sector_ids(sectors)
+    max_total, max_sector = max(float(max_total), 0.0), max(float(max_sector_weight), 0.0)
+
+    def wrap(weights: np.ndarray):
+        return pd.Series(weights, index=expected_returns.index) if isinstance(expected_returns, pd.Series) else weights
+
+    usable = np.isfinite(mu) & (mu > 0) & (caps > _WEIGHT_EPS) & np.isfinite(np.diag(cov))
+    left_out = int(np.sum(np.isfinite(mu) & (mu > 0) & ~usable))
+    note = f"{left_out} name(s) with a positive expected return left out (zero cap or unknown variance)" if left_out else ""
+    chosen = _select(mu, usable, current > 0, max(int(max_names), 0))
+    if chosen.size == 0 or max_total == 0 or max_sector == 0:
+        return AllocationResult(wrap(np.zeros(n)), "no_candidates", False, note or "nothing to hold")
+
+    if problem is None:
+        problem = MeanVarianceProblem(chosen.size)
+    elif problem.size < chosen.size:
+        raise ValueError(f"problem of size {problem.size} is smaller than max_names {max_names}")
+    sub_cov = cov[np.ix_(chosen, chosen)]
+    try:
+        if not np.all(np.isfinite(sub_cov)):
+            raise ValueError("covariance has NaN entries between chosen names")
+        # sectors renumbered 0.. among the chosen names, one constraint row each
+        chosen_sectors = pd.factorize(sector_ids[chosen])[0]
+        solved, status = problem.solve(mu[chosen], sub_cov, caps[chosen], chosen_sectors,
+                                       risk_aversion=float(risk_aversion), max_total=max_total,
+                                       max_sector=max_sector)
+        failure = None if solved is not None else f"solver status {status}"
+    except Exception as exc:  # any solver or numerical failure must not stop trading decisions
+        solved, failure = None, f"{type(exc).__name__}: {exc}"
+    if solved is None:
+        message = f"portfolio optimisation failed ({failure}); keeping current weights within caps, no new names"
+        log.warning(message)
+        return AllocationResult(wrap(_within_caps(current, caps, sector_ids, max_sector, max_total)),
+                                "fallback", True, message)
+    weights = np.zeros(n)
+    weights[chosen] = solved
+    return AllocationResult(wrap(_within_caps(weights, caps, sector_ids, max_sector, max_total)),
+                            status, False, note)
