@@ -22,7 +22,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from config import load_config  # noqa: E402
 from engine.backtest import build_cerebro  # noqa: E402
 from engine.compat import bt  # noqa: E402
-from feeds.loader import load_universe  # noqa: E402
 from strategies.base import PortfolioStrategy  # noqa: E402
 
 
@@ -33,13 +32,24 @@ class EmptyStrategy(PortfolioStrategy):
         pass
 
 
-def universe(n: int) -> tuple[list[Path], str]:
+def universe(n: int) -> tuple[dict, str]:
+    """The first n clean full-history tickers (files that fail validation are skipped)."""
+    from common.errors import DataError
+    from feeds.loader import load_bars
+
     shared = ROOT.parent / "shared" / "data" / "sp500_5yr"
-    if shared.is_dir():
-        full = [p for p in sorted(shared.glob("*_data.csv")) if sum(1 for _ in open(p)) == 1260]
-        return full[:n], f"{shared} (first {n} full-history tickers)"
-    files = sorted((ROOT / "data" / "sample").glob("*.csv"))
-    return files[:n], "data/sample"
+    folder = shared if shared.is_dir() else ROOT / "data" / "sample"
+    bars = {}
+    for path in sorted(folder.glob("*.csv")):
+        try:
+            symbol, frame = load_bars(path)
+        except DataError:
+            continue
+        if len(frame) == 1259:
+            bars[symbol] = frame
+        if len(bars) == n:
+            break
+    return bars, f"{folder} (first {len(bars)} clean full-history tickers)"
 
 
 def time_run(cfg, bars, strategy_cls, repeat: int) -> float:
@@ -57,8 +67,7 @@ def main() -> None:
     parser.add_argument("--symbols", type=int, default=50)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    files, source = universe(args.symbols)
-    bars = load_universe(files)
+    bars, source = universe(args.symbols)
     n_bars = sum(len(f) for f in bars.values())
     cfg = load_config(overrides={"backtest.progress": False})
     print(f"data: {source}: {len(bars)} symbols, {n_bars} symbol-bars; backtrader {bt.__version__}")

@@ -245,6 +245,7 @@ class EnsembleConfig(Section):
 class CalibrationConfig(Section):
     method: Literal["auto", "isotonic", "platt"] = Field(description="auto: isotonic with enough samples, else Platt")
     min_isotonic_samples: int = Field(ge=2)
+    isotonic_bin_samples: int = Field(ge=1, description="each step of the isotonic map pools at least this many out-of-fold rows")
 
 
 class RegimeConfig(Section):
@@ -314,7 +315,40 @@ class ModelsConfig(Section):
 
 
 class LiveConfig(Section):
-    pass
+    """``python run.py live``: Alpaca connection, warm-up, watchdog, journal and recovery."""
+
+    symbols: list[str] = Field(description="symbols traded live; empty: the symbols of data.paths (the backtested universe)")
+    timeframe: Literal["1Min", "1Day"] = Field(description="bar size: 1Min streams bars over the websocket, 1Day fetches the day's bar after the close")
+    data_feed: Literal["iex", "sip"] = Field(description="Alpaca market data feed (sip needs a subscription)")
+    calendar: str = Field(min_length=1, description="exchange_calendars name of the market's sessions (XNYS; tests use 24/7)")
+    warmup_bars: int = Field(ge=1, description="history bars per symbol before the first live bar (at least the strategy's own warm-up)")
+    max_catchup_bars: int = Field(ge=0, description="on start, the most recent unprocessed history bars (this many bar lengths old at most) are traded, not only warmed up")
+    bar_complete_seconds: float = Field(ge=0, description="after the first bar of a minute arrives, wait this long for the other symbols' bars")
+    daily_bar_delay_seconds: float = Field(ge=0, description="1Day: fetch the day's bar this long after the close")
+    stale_after_seconds: float = Field(gt=0, description="watchdog: no bar for this long while the market is open halts new entries")
+    poll_seconds: float = Field(gt=0, description="longest wait for a bar before broker updates are handled")
+    prewarm_minutes: float = Field(ge=0, description="start a session (history warm-up, reconciliation) this long before the open")
+    retry_attempts: int = Field(ge=1, description="REST calls and connection attempts before the broker counts as unreachable")
+    retry_min_seconds: float = Field(gt=0, description="first wait of the exponential backoff (REST retries and stream reconnects)")
+    retry_max_seconds: float = Field(gt=0, description="longest wait of the exponential backoff")
+    request_timeout_seconds: float = Field(gt=0, description="HTTP timeout of one REST call")
+    order_sync_seconds: float = Field(gt=0, description="poll open orders, positions and cash this often (catches updates a dropped stream missed)")
+    commission_bps: float = Field(ge=0, description="commission the broker charges per side, basis points (Alpaca: none on US stocks)")
+    order_id_prefix: str = Field(description="prepended to every client order id (one deployment per prefix); empty: the strategy's name and a dash")
+    state_dir: str = Field(min_length=1, description="folder of the journal, the live log and the daily reports")
+    journal: str = Field(description="SQLAlchemy URL of the journal (postgresql+psycopg://...); empty: SQLite file journal.sqlite in state_dir")
+    sqlite_synchronous: Literal["NORMAL", "FULL"] = Field(description="SQLite durability: NORMAL survives a killed process, FULL also a power cut")
+    retrain_every_days: int = Field(ge=0, description="call the strategy's retrain_now() after the close when this many days passed since the last retrain; 0: never")
+    trading_url: str = Field(description="REST base URL override; empty: Alpaca's paper or live URL")
+    data_url: str = Field(description="market data REST URL override; empty: Alpaca's")
+    trading_stream_url: str = Field(description="trade updates websocket URL override; empty: Alpaca's")
+    data_stream_url: str = Field(description="market data websocket URL override; empty: Alpaca's for data_feed")
+
+    @model_validator(mode="after")
+    def _backoff(self):
+        if self.retry_min_seconds > self.retry_max_seconds:
+            raise ValueError("retry_min_seconds is above retry_max_seconds")
+        return self
 
 
 class ReportConfig(Section):

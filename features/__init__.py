@@ -1,1 +1,13 @@
+"""Causal features from one registry, computed in batch (training, backtests) or bar by bar (live).
 
+``build_registry`` lists the active features for a context; ``FeatureEngine`` evaluates them
+(``batch`` over a history, ``stream`` one bar at a time) with identical results;
+``engine_from_config(cfg, symbols)`` builds both from a run's config (sector map, news, macro). Pure Python: no
+Backtrader, no broker (``indicators.feature_bank`` carries the engine into Backtrader).
+"""
+from features.engine import FeatureEngine, FeaturePanel, FeatureStream
+from features.from_config import engine_from_config
+from features.registry import Registry, build_registry, feature
+
+__all__ = ["build_registry", "engine_from_config", "FeatureEngine", "FeaturePanel", "FeatureStream", "Registry",
+           "feature"]

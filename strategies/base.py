@@ -66,7 +66,8 @@ class PortfolioStrategy(bt.Strategy):
         self.target_levels: dict[str, float] = {}
         self.now: dt.datetime | None = None
         self._now_num = 0.0
-        self._seq = 0
+        self._ids_bar, self._ids_seen = None, {}
+        self.order_id_prefix = ""  # live trading sets a per-deployment prefix
         self._entry_exectype = bt.Order.Market if self.cfg.costs.fill == "next_open" else bt.Order.Close
         start = self.cfg.backtest.start
         # bars before the configured start only warm indicators up
@@ -100,9 +101,16 @@ class PortfolioStrategy(bt.Strategy):
 
     # ---- orders ------------------------------------------------------------------------------
     def _order_id(self, symbol: str, purpose: str) -> str:
-        # Deterministic: the same run gives the same ids, and live ids never collide across bars.
-        self._seq += 1
-        return f"{symbol}-{self.now:%Y%m%d%H%M%S}-{purpose}-{self._seq}"
+        """Deterministic and idempotent: the id depends only on the symbol, the bar and the purpose
+        (and a count within that bar), so a restarted live process that re-decides a bar produces the
+        same ids, and the broker's refusal of a duplicate id stops a second submission."""
+        key = (symbol, self._now_num, purpose)
+        if self._ids_bar != self._now_num:
+            self._ids_bar, self._ids_seen = self._now_num, {}
+        n = self._ids_seen.get(key, 0) + 1
+        self._ids_seen[key] = n
+        suffix = f"-{n}" if n > 1 else ""
+        return f"{self.order_id_prefix}{symbol}-{self.now:%Y%m%d%H%M%S}-{purpose}{suffix}"
 
     def _tag(self, order, symbol: str, reason: str, **info):
         order.addinfo(reason=reason, symbol=symbol, client_order_id=self._order_id(symbol, reason), **info)

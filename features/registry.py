@@ -1,0 +1,228 @@
+"""The feature registry: declarative definitions expanded over parameter grids into named features.
+
+A definition is a small function decorated with :func:`feature`; the decorator only attaches its
+declaration (name template, group, parameter grid, required context, optional warm-up override,
+optional TA-Lib oracle) and returns a :class:`FeatureDef`. :func:`build_registry` collects the
+definitions of the group modules in order, expands the grids for a context (which optional inputs
+exist) and returns an immutable :class:`Registry`.
+"""
+from __future__ import annotations
+
+import hashlib
+import inspect
+import itertools
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+from features.formulas import Bars
+from features.graph import MARKET, UNBOUNDED, Node
+
+GROUPS = ("price", "volume", "technical", "volatility", "microstructure", "cross_sectional",
+          "market", "macro", "calendar", "sentiment")
+REQUIREMENTS = ("universe", "sectors", "news", "macro")
+
+
+@dataclass(frozen=True)
+class Context:
+    """Which optional inputs a run has; decides which features are active."""
+
+    has_news: bool = False
+    has_sectors: bool = False
+    macro_names: tuple[str, ...] = ()
+
+    def provides(self, requirement: str) -> bool:
+        return {"universe": True, "sectors": self.has_sectors, "news": self.has_news,
+                "macro": bool(self.macro_names)}[requirement]
+
+
+@dataclass(frozen=True)
+class FeatureDef:
+    """One definition: ``fn(bars, **params) -> Node`` expanded over ``grid``."""
+
+    fn: Callable[..., Node]
+    name: str
+    group: str
+    grid: Mapping[str, Sequence[Any]] | Callable[[Context], Mapping[str, Sequence[Any]]]
+    requires: tuple[str, ...]
+    warmup: int | Callable[..., int] | None
+    oracle: Callable[..., Any] | None
+
+    @property
+    def formula(self) -> str:
+        """The docstring: its first paragraph is the formula, the rest the reference."""
+        return inspect.cleandoc(self.fn.__doc__ or "")
+
+    def expand(self, context: Context) -> list[tuple[str, dict[str, Any]]]:
+        grid = self.grid(context) if callable(self.grid) else self.grid
+        keys = list(grid)
+        return [(self.name.format(**dict(zip(keys, values))), dict(zip(keys, values)))
+                for values in itertools.product(*(grid[k] for k in keys))]
+
+
+def feature(name: str, *, group: str, grid: Mapping | Callable | None = None, requires: Iterable[str] = (),
+            warmup: int | Callable[..., int] | None = None, oracle: Callable | None = None):
+    """Declare a feature definition.
+
+    name: template filled from the grid, e.g. ``"rsi_{n}"``; group: one of :data:`GROUPS`;
+    grid: {parameter: values} (or a function of the :class:`Context`); requires: optional inputs it
+    needs ("universe", "sectors", "news", "macro"); warmup: bars before a value is usable, derived
+    from the formula when omitted (an int, or ``f(tolerance, **params)``); oracle:
+    ``f(open, high, low, close, volume, **params)`` giving the TA-Lib value of one symbol (tests).
+    """
+    if group not in GROUPS:
+        raise ValueError(f"unknown group {group!r}; one of {GROUPS}")
+    unknown = set(requires) - set(REQUIREMENTS)
+    if unknown:
+        raise ValueError(f"unknown requirement(s) {sorted(unknown)}; one of {REQUIREMENTS}")
+
+    def wrap(fn):
+        return FeatureDef(fn, name, group, grid or {}, tuple(requires), warmup, oracle)
+    return wrap
+
+
+@dataclass(frozen=True)
+class Feature:
+    """One active feature: its name, group, graph, warm-up, and whether the warm-up counts
+    calendar bars (market features) or the symbol's own bars."""
+
+    name: str
+    group: str
+    node: Node
+    warmup: int
+    calendar_clock: bool
+    definition: FeatureDef = field(repr=False)
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+class Registry:
+    """An ordered, immutable set of features for one context."""
+
+    def __init__(self, features: Sequence[Feature], context: Context, seed_tolerance: float):
+        names = [f.name for f in features]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate feature names: {duplicates}")
+        self._features = tuple(features)
+        self._by_name = {f.name: f for f in features}
+        self.context = context
+        self.seed_tolerance = seed_tolerance
+
+    def __len__(self):
+        return len(self._features)
+
+    def __iter__(self):
+        return iter(self._features)
+
+    def __getitem__(self, name: str) -> Feature:
+        return self._by_name[name]
+
+    @property
+    def names(self) -> list[str]:
+        return [f.name for f in self._features]
+
+    @property
+    def groups(self) -> dict[str, str]:
+        return {f.name: f.group for f in self._features}
+
+    def warmup(self, name: str) -> int:
+        return self._by_name[name].warmup
+
+    @property
+    def max_warmup(self) -> int:
+        return max((f.warmup for f in self._features), default=0)
+
+    def subset(self, names: Iterable[str]) -> "Registry":
+        """The named features, in registry order."""
+        wanted = set(names)
+        missing = wanted - set(self._by_name)
+        if missing:
+            raise KeyError(f"not in the registry: {sorted(missing)}")
+        return Registry([f for f in self._features if f.name in wanted], self.context, self.seed_tolerance)
+
+    def hash(self) -> str:
+        """Stable fingerprint of names, groups, warm-ups and formulas (the graphs' structure)."""
+        from features.engine import structure_keys
+
+        keys = structure_keys([f.node for f in self._features])
+        text = "\n".join(f"{f.name}|{f.group}|{f.warmup}|{f.calendar_clock}|{k}"
+                         for f, k in zip(self._features, keys))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def default_config():
+    """The ``[features]`` section of ``config/default.toml`` (validated on its own, so this package
+    does not depend on the rest of the config)."""
+    import tomllib
+
+    from config import DEFAULT_PATH
+    from config.schema import FeaturesConfig
+
+    with open(DEFAULT_PATH, "rb") as fh:
+        return FeaturesConfig.model_validate(tomllib.load(fh)["features"])
+
+
+def _definition_modules():
+    from features.definitions import (calendar, cross_sectional, macro, market, microstructure, price,
+                                      sentiment, technical, volatility, volume)
+    return (price, volume, technical, volatility, microstructure, cross_sectional, market, macro,
+            calendar, sentiment)
+
+
+def collect_definitions(modules=None) -> list[FeatureDef]:
+    """The FeatureDef objects of the given modules (default: the group modules), in source order."""
+    found = []
+    for module in modules or _definition_modules():
+        found += [v for v in vars(module).values() if isinstance(v, FeatureDef)]
+    return found
+
+
+_NAME = re.compile(r"[a-z][a-z0-9_]*")
+
+
+def registry_from_definitions(definitions: Sequence[FeatureDef], context: Context,
+                              seed_tolerance: float) -> Registry:
+    """Expand definitions for a context; warm-ups are derived from each formula unless declared."""
+    from features.engine import derive_warmups
+
+    bars = Bars.make()
+    pending = []
+    for definition in definitions:
+        if not all(context.provides(r) for r in definition.requires):
+            continue
+        for name, params in definition.expand(context):
+            if not _NAME.fullmatch(name):
+                raise ValueError(f"feature name {name!r}: lower case letters, digits and _ only")
+            node = definition.fn(bars, **params)
+            if not isinstance(node, Node):
+                raise TypeError(f"{name}: the definition must return a feature expression")
+            pending.append((definition, name, params, node))
+    derived = derive_warmups([node for *_, node in pending], seed_tolerance)
+    features = []
+    for (definition, name, params, node), auto in zip(pending, derived):
+        declared = definition.warmup
+        warm = declared(tolerance=seed_tolerance, **params) if callable(declared) else declared
+        if warm is None:
+            if auto >= UNBOUNDED:
+                raise ValueError(f"{name}: depends on all history (a running total); declare its warm-up")
+            warm = auto
+        features.append(Feature(name, definition.group, node, int(warm), node.scope == MARKET,
+                                definition, params))
+    return Registry(features, context, seed_tolerance)
+
+
+def build_registry(has_news: bool = False, has_macro: bool | Sequence[str] = False, has_sectors: bool = True,
+                   *, config=None) -> Registry:
+    """The registry for a context.
+
+    has_macro: the macro series' names (file stems, e.g. ``["vix", "dgs10"]``), or False; each
+    series gets its own features, so True alone is not enough. has_sectors: sector-relative
+    features (the engine needs the sector map then). config: a ``FeaturesConfig`` (default: the
+    defaults of ``config/default.toml``), whose ``seed_tolerance`` sets the recursive warm-ups.
+    """
+    if has_macro is True:
+        raise ValueError("has_macro: give the macro series' names, e.g. ['vix']")
+    macro_names = tuple(has_macro) if has_macro else ()
+    config = config or default_config()
+    context = Context(has_news=bool(has_news), has_sectors=bool(has_sectors), macro_names=macro_names)
+    return registry_from_definitions(collect_definitions(), context, config.seed_tolerance)
