@@ -11,8 +11,8 @@ low, close, volume, ...) with ordinary arithmetic and the operators below. Every
 
 The streaming arithmetic repeats the batch's operation for operation (rolling sums are differences
 of the same sequential cumulative sum, smoothers run the same recurrence, windows and cross-sections
-share their kernels), so the two evaluators agree to a few units in the last place, not just to a
-tolerance.
+share their kernels; rolling extremes, being exact, are tracked incrementally), so the two evaluators
+agree to a few units in the last place, not just to a tolerance.
 
 Scopes (where a node's values live):
 
@@ -46,12 +46,14 @@ UNBOUNDED = 10**9  # warm-up of a start-dependent value (a running total): never
 class Op:
     """A primitive operator. Subclasses set ``name`` and ``params`` and implement the evaluators.
 
-    ``stream_group(machine, nodes)`` returns a step that updates the values of ``nodes`` (indices
-    into the machine's value matrix, all with equal :meth:`group_key`) for the current bar; see
+    ``stream_group(machine, nodes)`` returns a step that updates the values of ``nodes`` (program
+    indices, all with equal :meth:`group_key`) for the current bar, writing them into the
+    consecutive rows ``machine.output(nodes)`` of the machine's value matrix; see
     ``features.engine.FeatureStream`` for the machine's interface.
     """
 
     name = "op"
+    writes_out = False  # batch(ctx, *xs, out=array) may write its result into ``out`` (the node's shape)
 
     def __init__(self, *params):
         self.params = params
@@ -112,32 +114,81 @@ class Node:
 # ---------------------------------------------------------------------------------------------
 # Elementwise functions: the same numpy calls on (L, N) batch arrays and (k, N) stream groups.
 
-def _div(a, b):
+def _div(a, b, out=None):
     """a / b, NaN where b is 0 (no infinities anywhere in the graph)."""
-    out = np.true_divide(a, b)
+    out = np.true_divide(a, b, out=out)
     if np.ndim(out):
-        out[np.isinf(out)] = np.nan
+        inf = np.isinf(out)
+        if inf.any():
+            out[inf] = np.nan
     return out
 
 
 TIE = 1e-12  # relative: rolling sums started at another bar differ from each other by rounding
 
 
-def _cmp(d, strict):
-    return np.where(np.isnan(d), np.nan, (d > 0) if strict else (d >= 0))
+def _cmp(d, strict, out=None):
+    if out is None:
+        return np.where(np.isnan(d), np.nan, (d > 0) if strict else (d >= 0))
+    nan = np.isnan(d)
+    np.copyto(out, (d > 0) if strict else (d >= 0))
+    out[nan] = np.nan
+    return out
 
 
-def _above(a, b):
+def _gt(a, b, out=None):
+    return _cmp(np.subtract(a, b, out=out), True, out)
+
+
+def _ge(a, b, out=None):
+    return _cmp(np.subtract(a, b, out=out), False, out)
+
+
+def _above(a, b, out=None):
     """a > b beyond rounding (relative TIE): 1.0 / 0.0, NaN where either is NaN. For comparing
     with a rolling sum, whose last bits depend on where the data began."""
     d = a - b
-    return np.where(np.isnan(d), np.nan, d > TIE * np.maximum(np.abs(a), np.abs(b)))
+    return _into(np.where(np.isnan(d), np.nan, d > TIE * np.maximum(np.abs(a), np.abs(b))), out)
 
 
-def _where(cond, a, b):
-    return np.where(np.isnan(cond), np.nan, np.where(cond > 0, a, b))
+def _eq(a, b, out=None):
+    if out is None:
+        return np.where(np.isnan(a - b), np.nan, a == b)
+    nan = np.isnan(np.subtract(a, b, out=out))
+    np.equal(a, b, out=out)
+    out[nan] = np.nan
+    return out
 
 
+def _where(cond, a, b, out=None):
+    if out is None:
+        return np.where(np.isnan(cond), np.nan, np.where(cond > 0, a, b))
+    np.copyto(out, b)
+    np.copyto(out, a, where=cond > 0)
+    out[np.isnan(cond)] = np.nan
+    return out
+
+
+def _sqrt(x, out=None):
+    return np.sqrt(np.maximum(x, 0.0, out=out), out=out)
+
+
+def _log(x, out=None):
+    return np.log(np.where(x > 0, x, np.nan), out=out)
+
+
+def _fillna(x, v, out=None):
+    return _into(np.where(np.isnan(x), v, x), out)
+
+
+def _into(value, out):
+    if out is None:
+        return value
+    out[...] = value
+    return out
+
+
+# Each takes its arguments and an optional ``out`` array to write the result into.
 FUNCS: dict[str, Callable] = {
     "add": np.add,
     "sub": np.subtract,
@@ -147,17 +198,17 @@ FUNCS: dict[str, Callable] = {
     "neg": np.negative,
     "abs": np.abs,
     "sign": np.sign,
-    "sqrt": lambda x: np.sqrt(np.maximum(x, 0.0)),
-    "log": lambda x: np.log(np.where(x > 0, x, np.nan)),
+    "sqrt": _sqrt,
+    "log": _log,
     "exp": np.exp,
     "max2": np.maximum,
     "min2": np.minimum,
-    "gt": lambda a, b: _cmp(a - b, True),
-    "ge": lambda a, b: _cmp(a - b, False),
+    "gt": _gt,
+    "ge": _ge,
     "above": _above,
-    "eq": lambda a, b: np.where(np.isnan(a - b), np.nan, a == b),
+    "eq": _eq,
     "where": _where,
-    "fillna": lambda x, v: np.where(np.isnan(x), v, x),
+    "fillna": _fillna,
 }
 
 
@@ -169,12 +220,17 @@ class Map(Op):
 
     def group_key(self, node):
         fn, spec = self.params
-        return ("map", fn, self.function() is np.true_divide, tuple(kind if kind == "c" else v for kind, v in spec),
-                node.scope)
+        if fn == "pow":  # not exactly rounded: its constants stay scalars, as in the batch
+            return ("map", fn, tuple(kind if kind == "c" else v for kind, v in spec))
+        # exactly rounded functions give the same values whether a constant is a scalar or a row
+        # of the machine's constants, so one step takes every node of the function and arity
+        return ("map", fn, self.function() is np.true_divide, len(spec))
 
-    def batch(self, ctx, *xs):
+    writes_out = True
+
+    def batch(self, ctx, *xs, out=None):
         fn, spec = self.params
-        return self.function()(*(xs[v] if kind == "n" else v for kind, v in spec))
+        return self.function()(*(xs[v] if kind == "n" else v for kind, v in spec), out=out)
 
     def function(self) -> Callable:
         fn, spec = self.params
@@ -183,24 +239,29 @@ class Map(Op):
         return FUNCS[fn]
 
     def stream_group(self, m, nodes):
-        fn, spec = self.function(), self.params[1]
-        out = np.array(nodes)
-        args = []
-        for position, (kind, v) in enumerate(spec):
-            if kind == "n":
-                args.append(("n", np.array([m.inputs[i][v] for i in nodes])))
-            else:  # each node's own constant, as a column
-                args.append(("c", np.array([m.nodes[i].op.params[1][position][1] for i in nodes])[:, None]))
-        V = m.V
-
-        if len(args) == 1:
-            (_, a), = args
-            def step(): V[out] = fn(V[a])
-        elif len(args) == 2 and args[0][0] == "n" and args[1][0] == "n":
-            a, b = args[0][1], args[1][1]
-            def step(): V[out] = fn(V[a], V[b])
+        fn, target = self.function(), m.output(nodes)
+        name, spec = self.params
+        rows, columns = [], {}
+        for position in range(len(spec)):
+            specs = [m.nodes[i].op.params[1][position] for i in nodes]
+            if name == "pow" and specs[0][0] == "c":  # each node's constant, as a column
+                columns[position] = np.array([v for _, v in specs])[:, None]
+            else:
+                rows.append([m.row[m.inputs[i][v]] if kind == "n" else m.constant(v)
+                             for i, (kind, v) in zip(nodes, specs)])
+        read = m.gather_all(rows)
+        if columns:
+            def step():
+                gathered = iter(read())
+                fn(*(columns[p] if p in columns else next(gathered) for p in range(len(spec))), out=target)
+        elif len(spec) == 1:
+            def step(): fn(read()[0], out=target)
+        elif len(spec) == 2:
+            def step():
+                a, b = read()
+                fn(a, b, out=target)
         else:
-            def step(): V[out] = fn(*(V[v] if kind == "n" else v for kind, v in args))
+            def step(): fn(*read(), out=target)
         return step
 
 
@@ -246,14 +307,18 @@ class Source(Op):
     def warmup(self, node, warmup_of, tolerance):
         return self.params[1]
 
+    def group_key(self, node):
+        return ("source", node.scope)
+
     def batch(self, ctx, *xs):
         return ctx.source(self.params[0])
 
     def stream_group(self, m, nodes):
-        name, V, (i,) = self.params[0], m.V, nodes
+        target, names = m.output(nodes), [m.nodes[i].op.params[0] for i in nodes]
 
         def step():
-            V[i] = m.source(name)
+            for k, name in enumerate(names):
+                target[k] = m.source(name)
         return step
 
 
@@ -278,19 +343,21 @@ class Lag(Op):
     def history(self):
         return {0: self.params[0]}
 
-    def batch(self, ctx, x):
+    writes_out = True
+
+    def batch(self, ctx, x, out=None):
         k = self.params[0]
-        out = np.empty_like(x)
+        out = np.empty_like(x) if out is None else out
         out[:k] = np.nan
         out[k:] = x[: len(x) - k]
         return out
 
     def stream_group(self, m, nodes):
-        V, out = m.V, np.array(nodes)
+        target = m.output(nodes)
         read = m.lag_reader([m.inputs[i][0] for i in nodes], [m.nodes[i].op.params[0] for i in nodes])
 
         def step():
-            V[out] = read()
+            read(out=target)
         return step
 
 
@@ -304,27 +371,115 @@ class CumSum(Op):
     def warmup(self, node, warmup_of, tolerance):
         return UNBOUNDED
 
-    def batch(self, ctx, x):
-        valid = ~np.isnan(x)
+    writes_out = True
+
+    def batch(self, ctx, x, out=None):
         if self.params[0] == "count":
-            return np.cumsum(valid, axis=0, dtype=np.int64).astype(np.float64)
-        return np.cumsum(np.where(valid, x, 0.0), axis=0)
+            return ValidCount.of(x)
+        nan = np.isnan(x)
+        missing = np.count_nonzero(nan)
+        if not missing:
+            return np.cumsum(x, axis=0, out=out)
+        lead = missing // x.shape[1]
+        if lead < len(x) and missing == lead * x.shape[1] and nan[:lead].all() and not nan[lead:].any() \
+                and not (np.signbit(x[lead]) & (x[lead] == 0)).any():
+            # NaN rows, then none: the total is 0 through them and then the sum from the first
+            # valid row (0 + v is v unless v is -0.0, checked above)
+            out = np.empty(x.shape) if out is None else out
+            out[:lead] = 0.0
+            np.cumsum(x[lead:], axis=0, out=out[lead:])
+            return out
+        return np.cumsum(np.where(nan, 0.0, x), axis=0, out=out)
+
+    def group_key(self, node):
+        return ("cumsum", node.scope)
 
     def stream_group(self, m, nodes):
-        V, out, count = m.V, np.array(nodes), self.params[0] == "count"
-        src = np.array([m.inputs[i][0] for i in nodes])
-        total = np.zeros((len(nodes), m.n))
-        scope = m.nodes[nodes[0]].scope
+        """The nodes' rows hold their running totals: streaks first (a count only rolling sums
+        read: the number of valid values in a row, 0 after a NaN), then counts, then sums."""
+        target, x_of, scope = m.output(nodes), m.inputs_of(nodes, 0), m.nodes[nodes[0]].scope
+        streaks = sum(i in m.streaks for i in nodes)
+        counts = streaks + sum(m.nodes[i].op.params[0] == "count" and i not in m.streaks for i in nodes)
+        target[:] = 0.0
+
+        streak, count, total = target[:streaks], target[streaks:counts], target[counts:]
 
         def step():
-            x = V[src]
+            x = x_of()
             valid = ~np.isnan(x)
             mask = m.mask(scope)
+            if streaks:  # (s + 1) if valid, 0 if not; unchanged where the symbol has no bar
+                np.add(streak, 1.0 if mask is None else mask, out=streak)
+                np.multiply(streak, valid[:streaks] if mask is None else valid[:streaks] | ~mask, out=streak)
             if mask is not None:
                 valid &= mask
-            np.add(total, valid if count else np.where(valid, x, 0.0), out=total)
-            V[out] = total
+            if len(count):
+                np.add(count, valid[streaks:counts], out=count)
+            if len(total):  # + 0.0 where invalid: a total is never -0.0, so adding nothing is the same
+                np.add(total, x[counts:], out=total, where=valid[counts:])
         return step
+
+
+class ValidCount:
+    """The batch value of a running count of valid values (``CumSum("count")``). Usually NaN only
+    precede a series' warm-up and follow a symbol's last bar, so each column's valid values form
+    one run, rows ``first..last``, and the count need not be materialised; when a column has a NaN
+    inside its run, ``first`` is None and the dense running count is kept instead."""
+
+    def __init__(self, first: np.ndarray | None, last: np.ndarray | None, dense: np.ndarray | None = None,
+                 rows: int = 0):
+        self.first, self.last, self._dense, self.rows = first, last, dense, rows
+
+    @classmethod
+    def of(cls, x: np.ndarray) -> "ValidCount":
+        nan = np.isnan(x)
+        first, last, single = _valid_runs(nan)
+        if not single.all():
+            return cls(None, None, np.cumsum(~nan, axis=0, dtype=np.int64).astype(np.float64), len(x))
+        return cls(first, last, rows=len(x))
+
+    def dense(self) -> np.ndarray:
+        """The running count as an array (the value ``CumSum("count")`` stands for)."""
+        if self._dense is None:
+            t = np.arange(self.rows)[:, None]
+            self._dense = np.clip(t - self.first + 1, 0, np.maximum(self.last - self.first + 1, 0)).astype(np.float64)
+        return self._dense
+
+
+def _valid_runs(nan: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per column of a (rows, columns) mask of NaN: the first and last valid row (rows and -1 for a
+    column with none) and whether the valid rows are one unbroken run."""
+    rows, columns = nan.shape
+    missing = np.count_nonzero(nan)
+    lead = missing // columns if columns else 0
+    if missing == lead * columns and nan[:lead].all() and not nan[lead:].any():  # NaN rows, then none
+        return np.full(columns, lead), np.full(columns, rows - 1), np.ones(columns, dtype=bool)
+    valid = ~nan
+    count = np.count_nonzero(valid, axis=0)
+    empty = count == 0
+    first = np.where(empty, rows, valid.argmax(axis=0))
+    last = np.where(empty, -1, rows - 1 - valid[::-1].argmax(axis=0))
+    return first, last, empty | (count == last - first + 1)
+
+
+def _blank_outside(out: np.ndarray, first: np.ndarray, last: np.ndarray) -> None:
+    """NaN in each column j of ``out`` outside rows first[j]..last[j]; columns sharing their bounds
+    are blanked together (usually all of them)."""
+    rows = len(out)
+    start, stop = np.clip(first, 0, rows), np.clip(last + 1, 0, rows)
+    if (start == start[0]).all() and (stop == stop[0]).all():
+        out[: start[0]] = np.nan
+        out[stop[0]:] = np.nan
+        return
+    bounds = np.unique(start * (rows + 1) + stop)
+    if len(bounds) > 8:
+        t = np.arange(rows)[:, None]
+        out[(t < start) | (t >= stop)] = np.nan
+        return
+    for a, b in zip(*np.divmod(bounds, rows + 1)):
+        cols = np.flatnonzero((start == a) & (stop == b))
+        out[:a, cols] = np.nan
+        out[b:, cols] = np.nan
 
 
 class RollingSum(Op):
@@ -342,26 +497,42 @@ class RollingSum(Op):
     def history(self):
         return {0: self.params[0], 1: self.params[0]}
 
-    def batch(self, ctx, total, count):
+    writes_out = True
+    reads_valid_counts = True  # its count input may be a ValidCount
+
+    def batch(self, ctx, total, count, out=None):
         n = self.params[0]
-        window_total, window_count = total.copy(), count.copy()  # S_t - S_{t-n}, S_{t-n} = 0 at t < n
+        window_total = np.empty_like(total) if out is None else out  # S_t - S_{t-n}, S_{t-n} = 0 at t < n
+        window_total[:n] = total[:n]
         np.subtract(total[n:], total[:-n], out=window_total[n:])
+        if count.first is not None:  # all n valid: from the run's (first + n - 1)-th row to its last
+            _blank_outside(window_total, count.first + n - 1, count.last)
+            return window_total
+        count = count.dense()
+        window_count = count.copy()
         np.subtract(count[n:], count[:-n], out=window_count[n:])
         window_total[window_count != n] = np.nan
         return window_total
 
     def stream_group(self, m, nodes):
-        V, out = m.V, np.array(nodes)
+        target = m.output(nodes)
         n = np.array([m.nodes[i].op.params[0] for i in nodes], dtype=np.float64)[:, None]
-        totals = np.array([m.inputs[i][0] for i in nodes])
-        counts = np.array([m.inputs[i][1] for i in nodes])
+        totals, counts = [m.inputs[i][0] for i in nodes], [m.inputs[i][1] for i in nodes]
         back = n.astype(np.int64)
-        read_total, read_count = m.lag_reader(totals, None, back), m.lag_reader(counts, None, back)
+        now = m.gather_all([m.row[totals], m.row[counts]])
+        read_total = m.lag_reader(totals, None, back)
+        if all(j in m.streaks for j in counts):  # all n valid: a streak of at least n
+            def step():
+                total, count = now()
+                np.subtract(total, read_total(), out=target)
+                target[count < n] = np.nan
+            return step
+        read_count = m.lag_reader(counts, None, back)
 
         def step():
-            window_total = V[totals] - read_total()
-            window_total[(V[counts] - read_count()) != n] = np.nan
-            V[out] = window_total
+            total, count = now()
+            np.subtract(total, read_total(), out=target)
+            target[(count - read_count()) != n] = np.nan
         return step
 
 
@@ -370,12 +541,21 @@ class Window(Op):
     (max, min, bars since the extreme, mean absolute deviation, fixed-weight sums, volume profile).
 
     ``params = (kind, n, extra)``. The kernel works on windows shaped (..., N, n), oldest first; the
-    batch applies it to sliding windows of the whole history (in row blocks), the stream to the
-    windows gathered from its ring buffers, so both run the same reduction.
+    batch applies it to sliding windows of the whole history (in row blocks; rolling extremes of
+    columns without a NaN inside go through TA-Lib, which gives the same values), the stream to the
+    windows gathered from its ring buffers, so both run the same reduction; but the stream tracks
+    rolling extremes incrementally (:func:`_stream_extremes`), which is exact as well.
     """
 
     name = "window"
-    _BLOCK = 1 << 22  # elements per batch block of windows
+    _BLOCK = 1 << 16  # elements per batch block of windows (a block stays in the CPU's cache)
+
+    _EXTREMES = ("bars_since_max", "bars_since_min", "max", "min")
+
+    def group_key(self, node):
+        if self.params[0] in self._EXTREMES:  # one step tracks every extreme (see _stream_extremes)
+            return ("window", "extreme", node.scope)
+        return ("window", self.params, node.scope)
 
     def warmup(self, node, warmup_of, tolerance):
         return max(warmup_of(i) for i in node.inputs) + self.params[1] - 1
@@ -403,8 +583,8 @@ class Window(Op):
         windows = [np.ascontiguousarray(x) for x in windows]
         w = windows[0]
         if kind == "mean_abs_dev":
-            mean = w.mean(axis=-1)
-            return np.abs(w - mean[..., None]).mean(axis=-1)
+            deviation = w - w.mean(axis=-1)[..., None]
+            return np.abs(deviation, out=deviation).mean(axis=-1)
         if kind == "dot":
             return w @ np.asarray(extra)
         if kind == "volume_below":  # share of the window's volume traded at or below the current price
@@ -413,25 +593,29 @@ class Window(Op):
             return _div(below.sum(axis=-1), volume.sum(axis=-1))
         raise ValueError(f"unknown window kind {kind}")
 
-    def batch(self, ctx, *xs):
+    writes_out = True
+
+    def batch(self, ctx, *xs, out=None):
         kind, n, _ = self.params
         k = self.n_windowed
-        out = np.full(xs[0].shape, np.nan)
-        if kind in self._TALIB and xs[0].shape[0] >= n:
-            done = self._talib_extreme(xs[0], out)
-            if done.all():
-                return out
-        else:
-            done = np.zeros(xs[0].shape[1], dtype=bool)
+        out = np.empty(xs[0].shape) if out is None else out
+        out.fill(np.nan)
         rows = xs[0].shape[0] - n + 1
         if rows <= 0:
             return out
-        cols = np.flatnonzero(~done)
+        cols = slice(None)
+        if kind in self._TALIB:
+            cols = self._talib_extreme(xs[0], out)
+            if len(cols) == 0:
+                return out
+            if len(cols) == xs[0].shape[1]:
+                cols = slice(None)
         views = [np.lib.stride_tricks.sliding_window_view(x[:, cols], n, axis=0) for x in xs[:k]]
-        block = max(1, self._BLOCK // max(1, len(cols) * n))
+        width = views[0].shape[1]
+        block = max(1, self._BLOCK // max(1, width * n))
         for start in range(0, rows, block):
             stop = min(rows, start + block)
-            current = [x[start + n - 1: stop + n - 1][:, cols] for x in xs[k:]]
+            current = [x[start + n - 1: stop + n - 1, cols] for x in xs[k:]]
             out[start + n - 1: stop + n - 1, cols] = self.kernel([v[start:stop] for v in views], current)
         return out
 
@@ -444,35 +628,103 @@ class Window(Op):
     }
 
     def _talib_extreme(self, x, out) -> np.ndarray:
-        """Rolling extremes by TA-Lib per column where the column has no NaN inside its data (the
-        result is then identical to the kernel's); returns which columns were done."""
+        """Rolling extremes by TA-Lib where a column has no NaN inside its data (the result is then
+        identical to the kernel's); returns the columns left to the kernel. Columns whose valid
+        rows coincide go through one TA-Lib call, laid end to end: TA-Lib's sliding extremes are
+        exact for any window of valid values, and the windows that straddle two columns are dropped."""
         kind, n, _ = self.params
         fn = self._TALIB[kind]
-        done = np.zeros(x.shape[1], dtype=bool)
-        valid = ~np.isnan(x)
-        for j in range(x.shape[1]):
-            idx = np.flatnonzero(valid[:, j])
-            if len(idx) == 0:
-                done[j] = True
-                continue
-            first, last = idx[0], idx[-1]
-            if last - first + 1 != len(idx):
-                continue  # a NaN inside: the kernel handles it
-            if last - first + 1 >= n:
-                out[first: last + 1, j] = fn(np.ascontiguousarray(x[first: last + 1, j]), n)
-            done[j] = True
-        return done
+        first, last, single = _valid_runs(np.isnan(x))
+        usable = single & (last - first + 1 >= n)  # a shorter run has no full window: NaN throughout
+        runs = np.unique(first[usable] * (len(x) + 1) + last[usable])
+        for a, b in zip(*np.divmod(runs, len(x) + 1)):
+            together = len(runs) == 1 and usable.all()
+            cols = slice(None) if together else np.flatnonzero(usable & (first == a) & (last == b))
+            segments = np.ascontiguousarray(x[a: b + 1, cols].T)
+            values = fn(segments.reshape(-1), n).reshape(segments.shape)
+            out[a + n - 1: b + 1, cols] = values[:, n - 1:].T
+        return np.flatnonzero(~single)
 
     def stream_group(self, m, nodes):
         kind, n, _ = self.params
-        k = self.n_windowed
-        V, out = m.V, np.array(nodes)
+        if kind in self._EXTREMES:
+            return _stream_extremes(m, nodes)
+        k, target = self.n_windowed, m.output(nodes)
         readers = [m.window_reader([m.inputs[i][p] for i in nodes], n) for p in range(k)]
-        current = [np.array([m.inputs[i][p] for i in nodes]) for p in range(k, len(m.nodes[nodes[0]].inputs))]
+        current = [m.inputs_of(nodes, p) for p in range(k, len(m.nodes[nodes[0]].inputs))]
 
         def step():
-            V[out] = self.kernel([read() for read in readers], [V[c] for c in current])
+            target[...] = self.kernel([read() for read in readers], [c() for c in current])
         return step
+
+
+SHORT_WINDOW = 32  # rescans of windows up to this long and of longer ones are read separately
+
+
+def _stream_extremes(m, nodes) -> Callable[[], None]:
+    """Rolling max / min / bars since the max / min of every node of a step, each with its own
+    window length, updated in O(1) per bar: each (node, symbol) keeps its extreme and its age;
+    a new value at least as extreme replaces it (the most recent wins ties, as in the kernel), and
+    only when the extreme leaves the window is that window read back from the ring and rescanned.
+    Extremes are exact, so the values equal the kernel's. Minima are tracked as maxima of -x."""
+    kinds = [m.nodes[i].op.params[0] for i in nodes]
+    n = np.array([m.nodes[i].op.params[1] for i in nodes])[:, None]
+    sign = np.array([1.0 if kind.endswith("max") else -1.0 for kind in kinds])[:, None]
+    ages = np.array([kind.startswith("bars_since") for kind in kinds])[:, None]
+    sources = [m.inputs[i][0] for i in nodes]
+    x_of, target, scope = m.inputs_of(nodes, 0), m.output(nodes), m.nodes[nodes[0]].scope
+    history = m.history_reader(sources)
+    lags = np.arange(1, n.max() + 1)[None, :]
+    shape = (len(nodes), m.n)
+    pair_n, pair_sign = np.broadcast_to(n, shape).reshape(-1), np.broadcast_to(sign, shape).reshape(-1)
+    ages = np.broadcast_to(ages, shape).copy()
+    best = np.full(shape, -np.inf)             # the extreme of the valid values in the window
+    age = np.zeros(shape, dtype=np.int64)      # bars since the (most recent) extreme
+    streak = np.zeros(shape, dtype=np.int64)   # valid values in a row: the window is full at n
+
+    def rescan(x, pairs, length):
+        """The extreme and its age of each pair's whole window (recent first, -inf past its end)."""
+        longest = length.max()
+        window = np.empty((len(pairs), longest))
+        window[:, 0] = x.reshape(-1)[pairs]
+        if longest > 1:
+            window[:, 1:] = history(pairs, longest - 1) * pair_sign[pairs, None]
+        if (length < longest).any():
+            window[lags[:, :longest] > length[:, None]] = -np.inf
+        at = window.argmax(axis=1)  # the first maximum: the most recent
+        best.reshape(-1)[pairs] = window[np.arange(len(pairs)), at]
+        age.reshape(-1)[pairs] = at
+
+    def step():
+        x = x_of() * sign
+        mask = m.mask(scope)
+        advance = 1 if mask is None else mask
+        np.add(age, advance, out=age)
+        np.add(streak, advance, out=streak)
+        better = x >= best  # False for NaN
+        if mask is not None:
+            better &= mask
+        np.putmask(best, better, x)
+        np.putmask(age, better, 0)
+        reset = np.isnan(x)
+        if reset.any():
+            if mask is not None:
+                reset &= mask
+            best[reset], age[reset], streak[reset] = -np.inf, 0, 0
+        stale = (age >= n).ravel().nonzero()[0]  # (node, symbol) pairs whose extreme left the window
+        if len(stale):
+            lengths = pair_n[stale]
+            if lengths.max() <= SHORT_WINDOW or len(stale) * lengths.max() <= 4 * SHORT_WINDOW ** 2:
+                rescan(x, stale, lengths)
+            else:  # short and long windows read apart: little padding
+                short = lengths <= SHORT_WINDOW
+                for pick in (short, ~short):
+                    if pick.any():
+                        rescan(x, stale[pick], lengths[pick])
+        np.multiply(best, sign, out=target)
+        np.putmask(target, ages, age)
+        np.putmask(target, streak < n, np.nan)
+    return step
 
 
 def settle_bars(b: float, tolerance: float) -> int:
@@ -493,6 +745,7 @@ class Smooth(Op):
     """
 
     name = "smooth"
+    _ROWS = 1 << 16  # elements per block of rows of the batch's recurrence
 
     def group_key(self, node):
         return ("smooth", node.scope)
@@ -501,42 +754,50 @@ class Smooth(Op):
         a, b, m, div, skip = self.params
         return warmup_of(node.inputs[0]) + skip + m - 1 + settle_bars(b, tolerance)
 
-    def batch(self, ctx, x):
+    writes_out = True
+
+    def batch(self, ctx, x, out=None):
         a, b, m, div, skip = self.params
-        out = np.full(x.shape, np.nan)
-        valid = ~np.isnan(x)
-        first = np.where(valid.any(axis=0), valid.argmax(axis=0), -1)
-        for start in np.unique(first[first >= 0]):
-            cols = np.flatnonzero(first == start)
+        out = np.empty(x.shape) if out is None else out
+        first, _, _ = _valid_runs(np.isnan(x))
+        starts = np.unique(first[first < len(x)])
+        together = len(starts) == 1 and (first == starts[0]).all()  # every column starts at once
+        if together:
+            out[: starts[0] + skip + m - 1] = np.nan  # the rows after the seed are all written below
+        else:
+            out.fill(np.nan)
+        for start in starts:
+            cols = slice(None) if together else np.flatnonzero(first == start)
             seed_at = start + skip + m - 1
             if seed_at >= x.shape[0]:
                 continue
             block = x[:, cols]
             seed = np.cumsum(block[start + skip: seed_at + 1], axis=0)[-1] / div
             out[seed_at, cols] = seed
-            if seed_at + 1 < x.shape[0]:
-                out[seed_at + 1:, cols] = scipy.signal.lfilter(
-                    [a], [1.0, -b], block[seed_at + 1:], axis=0, zi=(b * seed)[None, :])[0]
+            # the recurrence a block of rows at a time, each block carrying on from the last one's
+            # filter state (the same arithmetic as one call, with small temporary arrays)
+            state, rows = (b * seed)[None, :], max(1, self._ROWS // max(block.shape[1], 1))
+            for begin in range(seed_at + 1, x.shape[0], rows):
+                out[begin: begin + rows, cols], state = scipy.signal.lfilter(
+                    [a], [1.0, -b], block[begin: begin + rows], axis=0, zi=state)
         return out
 
     def stream_group(self, mach, nodes):
-        V, out = mach.V, np.array(nodes)
-        src = np.array([mach.inputs[i][0] for i in nodes])
+        y, x_of = mach.output(nodes), mach.inputs_of(nodes, 0)  # the rows hold the smoothed values
         a, b, m, div, skip = (np.array([mach.nodes[i].op.params[p] for i in nodes])[:, None] for p in range(5))
         m, skip = m.astype(np.int64), skip.astype(np.int64)
         shape = (len(nodes), mach.n)
         seen = np.zeros(shape, dtype=np.int64)   # bars since (and including) the first valid input
         total = np.zeros(shape)
-        y = np.full(shape, np.nan)
         scope = mach.nodes[nodes[0]].scope
         ready = np.zeros(mach.n, dtype=bool)  # symbols past the seed in every node of the group
 
         def step():
-            x = V[src]
+            x = x_of()
             mask = mach.mask(scope)
             if ready.all() or (mask is not None and ready[mask].all()):  # the plain recurrence
                 if mask is None:
-                    y[:] = a * x + b * y
+                    np.add(a * x, b * y, out=y)
                 else:
                     np.copyto(y, a * x + b * y, where=mask)
             else:
@@ -549,7 +810,6 @@ class Smooth(Op):
                 y[:] = np.where(started & (seen > skip + m), a * x + b * y,
                                 np.where(started & (seen == skip + m), total / div, y))
                 ready[:] = (seen > skip + m).all(axis=0)
-            V[out] = y
         return step
 
 
@@ -565,10 +825,10 @@ class ToPanel(Op):
         return ctx.scatter(x) if self.params[0] == SYMBOL else ctx.broadcast(x)
 
     def stream_group(self, m, nodes):
-        V, out, src = m.V, np.array(nodes), np.array([m.inputs[i][0] for i in nodes])
+        target, src = m.output(nodes), m.inputs_of(nodes, 0)
 
         def step():
-            V[out] = V[src] if m.all_present else np.where(m.present, V[src], np.nan)
+            np.copyto(target, src() if m.all_present else np.where(m.present, src(), np.nan))
         return step
 
 
@@ -580,14 +840,16 @@ class ToSymbol(Op):
     def group_key(self, node):
         return ("to_symbol", node.scope)
 
-    def batch(self, ctx, x):
-        return ctx.gather(x)
+    writes_out = True
+
+    def batch(self, ctx, x, out=None):
+        return ctx.gather(x, out)
 
     def stream_group(self, m, nodes):
-        V, out, src = m.V, np.array(nodes), np.array([m.inputs[i][0] for i in nodes])
+        target, src = m.output(nodes), m.inputs_of(nodes, 0)
 
         def step():
-            V[out] = V[src]
+            np.copyto(target, src())
         return step
 
 
@@ -599,47 +861,73 @@ def to_symbol(node: Node) -> Node:
     return node if node.scope == SYMBOL else Node(ToSymbol(), (node,), SYMBOL)
 
 
-def _average_ranks(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(1-based average ranks along the last axis, NaN ranked after every value; number of valid
-    values)."""
+def _average_ranks(x: np.ndarray, groups: "Grouping | None" = None) -> tuple[np.ndarray, np.ndarray]:
+    """(1-based average ranks along the last axis of the valid values, NaN ranked after them in no
+    particular order; number of valid values). ``groups``: x's columns are those of the grouping,
+    in its order (``x[..., groups.order]``); ranks within each group (one sort by group, then
+    value), and the count of each column's group."""
     shape, n = x.shape, x.shape[-1]
     x = x.reshape(-1, n)
-    rows = np.arange(x.shape[0])[:, None]
-    valid = ~np.isnan(x)
-    filled = np.where(valid, x, np.inf)
-    order = np.argsort(filled, axis=-1, kind="stable")
-    ordered = filled[rows, order]
+    nan = np.isnan(x)
+    filled = np.where(nan, np.inf, x)
+    if groups is None:
+        # Tied values get the same average rank, so their order does not matter; the one exception
+        # is a value of +inf, ranked ordinally among the NaN: a stable sort keeps the results as before.
+        order = np.argsort(filled, axis=-1, kind="stable" if (x == np.inf).any() else None)
+        start = 0.0
+    else:
+        order = np.lexsort((filled, np.broadcast_to(groups.sorted_codes, x.shape)), axis=-1)
+        start = groups.first_column
+    flat = order + (np.arange(x.shape[0]) * n)[:, None]  # flat index of each row's k-th smallest
+    ordered = filled.take(flat)
     position = np.arange(n, dtype=np.float64)
     tied = ordered[:, 1:] == ordered[:, :-1]
+    if groups is not None:
+        tied &= groups.same_as_previous
     if not (tied & (ordered[:, 1:] < np.inf)).any():  # no ties among values: ordinal ranks
-        average = position + 1.0
+        average = position + 1.0 - start
     else:
+        # each row's first position starts a tie group and its last ends one, so running extremes
+        # over the flattened positions never cross rows
         starts = np.ones(x.shape, dtype=bool)
         starts[:, 1:] = ~tied
         ends = np.ones(x.shape, dtype=bool)
         ends[:, :-1] = ~tied
-        first = np.maximum.accumulate(np.where(starts, position, 0.0), axis=-1)
-        last = np.minimum.accumulate(np.where(ends, position, n)[:, ::-1], axis=-1)[:, ::-1]
-        average = (first + last) / 2 + 1
-    ranks = np.empty(x.shape)
-    ranks[rows, order] = average
-    return ranks.reshape(shape), valid.sum(axis=-1).reshape(shape[:-1] + (1,))
+        flat_position = np.arange(x.size).reshape(x.shape)
+        first = np.maximum.accumulate(np.where(starts, flat_position, 0).reshape(-1))
+        last = np.minimum.accumulate(np.where(ends, flat_position, x.size).reshape(-1)[::-1])[::-1]
+        row_start = flat_position[:, :1]
+        average = ((first.reshape(x.shape) - row_start) + (last.reshape(x.shape) - row_start)) / 2 + 1 - start
+    ranks = np.empty(x.size)
+    ranks[flat] = average
+    if groups is None:
+        return ranks.reshape(shape), (n - np.add.reduce(nan, axis=-1)).reshape(shape[:-1] + (1,))
+    count = np.add.reduceat(~nan, groups.segments, axis=-1)[:, groups.segment]
+    return ranks.reshape(shape), count.reshape(shape)
 
 
-def _rank(x: np.ndarray) -> np.ndarray:
-    """Percentile rank in [0, 1] along the last axis among valid values (average ties; 0.5 alone)."""
-    ranks, n = _average_ranks(x)
-    pct = np.where(n > 1, (ranks - 1.0) / np.maximum(n - 1, 1), 0.5)
-    return np.where(np.isnan(x), np.nan, pct)
+def _rank(x: np.ndarray, groups: "Grouping | None" = None) -> np.ndarray:
+    """Percentile rank in [0, 1] along the last axis among valid values (average ties; 0.5 alone),
+    within groups when given (see ``_average_ranks``)."""
+    pct, n = _average_ranks(x, groups)
+    np.subtract(pct, 1.0, out=pct)
+    np.true_divide(pct, np.maximum(n - 1, 1), out=pct)
+    alone = n <= 1
+    if alone.any():
+        pct[np.broadcast_to(alone, pct.shape)] = 0.5
+    pct[np.isnan(x)] = np.nan
+    return pct
 
 
 def _mean(x):
     valid = ~np.isnan(x)
-    return _div(np.where(valid, x, 0.0).sum(axis=-1, keepdims=True), valid.sum(axis=-1, keepdims=True))
+    return _div(np.add.reduce(np.where(valid, x, 0.0), axis=-1, keepdims=True),
+                np.add.reduce(valid, axis=-1, keepdims=True))
 
 
-def _std(x):
-    centred = x - _mean(x)
+def _std(x, centred=None):
+    """Population standard deviation along the last axis; ``centred``: x - _mean(x), if known."""
+    centred = x - _mean(x) if centred is None else centred
     return np.sqrt(_mean(centred * centred))
 
 
@@ -652,6 +940,15 @@ class Grouping:
         self.order = np.argsort(self.codes, kind="stable")
         self.order = self.order[self.codes[self.order] >= 0]
         self.starts = np.searchsorted(self.codes[self.order], np.arange(self.size))
+        # the columns in ``order``: codes, the start and index of their group among the non-empty
+        # ones, and whether a column is in the same group as the one before it
+        self.sorted_codes = self.codes[self.order]
+        new = np.ones(len(self.order), dtype=bool)
+        new[1:] = self.sorted_codes[1:] != self.sorted_codes[:-1]
+        self.same_as_previous = ~new[1:]
+        self.segments = np.flatnonzero(new)
+        self.segment = np.cumsum(new) - 1
+        self.first_column = self.segments[self.segment].astype(np.float64)
 
     def mean(self, x: np.ndarray) -> np.ndarray:
         """Each column's group mean over valid values (NaN for columns in no group)."""
@@ -667,20 +964,20 @@ class Grouping:
         return out
 
     def rank(self, x: np.ndarray) -> np.ndarray:
-        """Percentile rank within each column's group (average ties; 0.5 alone in its group):
-        the average ranks of (group, overall rank) keys, less the valid values of lower groups."""
+        """Percentile rank within each column's group (average ties; 0.5 alone in its group).
+
+        Over many rows (the batch), each group's columns are ranked on their own; over a few rows
+        (a stream step), one sort of all the columns by (group, value) costs less. The ranks are
+        exact half-integers either way, so the values are the same."""
         out = np.full(x.shape, np.nan)
         if self.size == 0:
             return out
-        part = x[..., self.order]
-        codes = self.codes[self.order]
-        valid = ~np.isnan(part)
-        ranks, _ = _average_ranks(np.where(valid, 2.0 * codes + _rank(part), np.nan))  # rank in [0, 1]
-        sizes = np.add.reduceat(valid.astype(np.float64), self.starts, axis=-1)
-        below = (np.cumsum(sizes, axis=-1) - sizes)[..., codes]
-        n = sizes[..., codes]
-        pct = np.where(n > 1, (ranks - below - 1.0) / np.maximum(n - 1, 1), 0.5)
-        out[..., self.order] = np.where(valid, pct, np.nan)
+        if x.size > 64 * x.shape[-1]:  # more than 64 rows
+            for members in np.split(self.order, self.starts[1:]):
+                if len(members):
+                    out[..., members] = _rank(x[..., members])
+        else:
+            out[..., self.order] = _rank(x[..., self.order], self)
         return out
 
 
@@ -704,22 +1001,33 @@ class CrossSection(Op):
         if kind == "std":
             return _std(x)
         if kind == "zscore":
-            return _div(x - _mean(x), _std(x))
+            centred = x - _mean(x)
+            return _div(centred, _std(x, centred))
         if kind == "group_mean":
             return grouping.mean(x)
         if kind == "group_rank":
             return grouping.rank(x)
         raise ValueError(f"unknown cross-section kind {kind}")
 
-    def batch(self, ctx, x):
-        return self.kernel(x, ctx.grouping(self.params[1]))
+    writes_out = True
+    _ROWS = 1 << 16  # elements per block of rows: each row is independent, a block stays in cache
+
+    def batch(self, ctx, x, out=None):
+        grouping = ctx.grouping(self.params[1])
+        rows = max(1, self._ROWS // max(x.shape[1], 1))
+        if len(x) <= rows:
+            return self.kernel(x, grouping)
+        out = np.empty((len(x), 1 if self.params[0] in ("mean", "std") else x.shape[1])) if out is None else out
+        for start in range(0, len(x), rows):
+            out[start: start + rows] = self.kernel(x[start: start + rows], grouping)
+        return out
 
     def stream_group(self, m, nodes):
-        V, out, src = m.V, np.array(nodes), np.array([m.inputs[i][0] for i in nodes])
+        target, src = m.output(nodes), m.inputs_of(nodes, 0)
         grouping = m.grouping(self.params[1])
 
         def step():
-            V[out] = self.kernel(V[src], grouping)
+            target[...] = self.kernel(src(), grouping)
         return step
 
 
@@ -751,10 +1059,12 @@ class BatchContext:
         out[self.cal_rows, self.cols] = compact[self.own_rows, self.cols]
         return out
 
-    def gather(self, calendar: np.ndarray) -> np.ndarray:
+    def gather(self, calendar: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        out = np.empty((self.L, self.N)) if out is None else out
         if self.aligned:
-            return np.broadcast_to(calendar, (self.T, self.N)).copy()
-        out = np.full((self.L, self.N), np.nan)
+            np.copyto(out, np.broadcast_to(calendar, (self.T, self.N)))
+            return out
+        out.fill(np.nan)
         out[self.own_rows, self.cols] = calendar[self.cal_rows, self.cols if calendar.shape[1] > 1 else 0]
         return out
 

@@ -97,3 +97,30 @@ def test_bank_needs_a_hub(bars):
     cerebro.addstrategy(NoHub)
     with pytest.raises(ValueError, match="hub"):
         cerebro.run()
+
+
+class RowsOnly(bt.Strategy):
+    """Reads the rows through the hub alone, with no FeatureBank."""
+
+    params = (("engine", None),)
+
+    def __init__(self):
+        self.features = FeatureHub(self, self.p.engine)
+        self.rows = []
+
+    def prenext(self):
+        self.next()
+
+    def next(self):
+        self.rows.append(self.features.rows().copy())
+
+
+def test_hub_without_banks_reads_the_batch_in_runonce(engine, bars, expected):
+    """In runonce the hub computes the panel at the first read when no bank did."""
+    cerebro = bt.Cerebro(stdstats=False, runonce=True)
+    for symbol, frame in bars.items():
+        cerebro.adddata(bars_to_feed(symbol, frame), name=symbol)
+    cerebro.addstrategy(RowsOnly, engine=engine)
+    strategy = cerebro.run()[0]
+    assert strategy.features.calendar_bars == 0  # no bar went through the stream
+    np.testing.assert_array_equal(np.stack(strategy.rows), expected.values)
