@@ -1,0 +1,43 @@
+"""Causal price statistics on each symbol's own bars (nothing after bar t is read)."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+
+def own_bars(close: np.ndarray, j: int) -> tuple[np.ndarray, np.ndarray]:
+    """Calendar rows where symbol j has a bar, and its closes there."""
+    rows = np.flatnonzero(np.isfinite(close[:, j]))
+    return rows, close[rows, j]
+
+
+def log_returns(close: np.ndarray) -> np.ndarray:
+    """(T, N) log return of each symbol's bar over its previous own bar (NaN on its first bar)."""
+    out = np.full(close.shape, np.nan)
+    for j in range(close.shape[1]):
+        rows, c = own_bars(close, j)
+        out[rows[1:], j] = np.diff(np.log(c))
+    return out
+
+
+def trailing_volatility(close: np.ndarray, bars: int) -> np.ndarray:
+    """(T, N) standard deviation (ddof 1) of the last ``bars`` log returns up to and including bar t,
+    on each symbol's own bars."""
+    out = np.full(close.shape, np.nan)
+    for j in range(close.shape[1]):
+        rows, c = own_bars(close, j)
+        r = np.diff(np.log(c))
+        if len(r) >= bars:
+            out[rows[bars:], j] = np.lib.stride_tricks.sliding_window_view(r, bars).std(axis=1, ddof=1)
+    return out
+
+
+def market_features(close: np.ndarray, vol_bars: int) -> np.ndarray:
+    """(T, 2): the equal-weight index's log return (mean over the symbols trading at t) and its
+    realised volatility over the last ``vol_bars`` calendar bars (ddof 1)."""
+    r = log_returns(close)
+    counts = np.isfinite(r).sum(axis=1)
+    index = np.full(len(r), np.nan)
+    index[counts > 0] = np.nansum(r[counts > 0], axis=1) / counts[counts > 0]
+    vol = pd.Series(index).rolling(vol_bars, min_periods=vol_bars).std().to_numpy()
+    return np.column_stack([index, vol])

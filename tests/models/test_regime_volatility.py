@@ -1,0 +1,50 @@
+"""Regimes are ordered by volatility; GARCH forecasts are causal, equal batch and bar by bar, and
+fall back to realised volatility with a warning."""
+import logging
+
+import numpy as np
+from numpy.testing import assert_allclose, assert_array_equal
+
+from models.prices import market_features, trailing_volatility
+from models.regime import RegimeClassifier
+from models.volatility import GarchForecaster
+
+
+def test_regime_zero_is_the_calmest(sample_prices):
+    market = market_features(sample_prices["close"], 20)
+    bars = np.arange(20, 800)
+    regimes = RegimeClassifier(3, seed=0).fit(market, bars).predict(market, bars)
+    assert set(np.unique(regimes)) <= {0, 1, 2}
+    mean_vol = [market[bars, 1][regimes == k].mean() for k in np.unique(regimes)]
+    assert (np.diff(mean_vol) > 0).all()
+    assert RegimeClassifier(3, seed=0).fit(market, bars).predict(market, [0])[0] == -1   # warm-up bar: unknown
+
+
+def test_regime_labels_are_stable_across_refits(sample_prices):
+    market = market_features(sample_prices["close"], 20)
+    a = RegimeClassifier(2, seed=0).fit(market, np.arange(20, 600)).predict(market, np.arange(600, 700))
+    b = RegimeClassifier(2, seed=5).fit(market, np.arange(20, 600)).predict(market, np.arange(600, 700))
+    assert (a == b).mean() > 0.9                            # another seed does not swap the names
+
+
+def test_garch_forecast_batch_equals_bar_by_bar_and_reads_no_future(sample_prices):
+    close = sample_prices["close"][:, :3]
+    garch = GarchForecaster(1, 1, horizon=5, realised_bars=20, min_observations=100).fit(close, 600, 252)
+    bars = np.repeat(np.arange(600, 620), 3)
+    symbols = np.tile(np.arange(3), 20)
+    batch = garch.predict(close, bars, symbols)
+    single = np.array([garch.predict(close[: b + 1], [b], [j])[0] for b, j in zip(bars, symbols)])
+    assert_array_equal(batch, single)
+    future_changed = close.copy()
+    future_changed[611:] *= 1.5
+    assert_array_equal(garch.predict(future_changed, bars, symbols)[bars <= 610], batch[bars <= 610])
+    assert (0.003 < batch).all() and (batch < 0.1).all()   # daily volatility of large US stocks
+
+
+def test_garch_falls_back_to_realised_volatility_with_a_warning(sample_prices, caplog):
+    close = sample_prices["close"][:, :2]
+    with caplog.at_level(logging.WARNING, logger="models"):
+        garch = GarchForecaster(1, 1, horizon=5, realised_bars=20, min_observations=100).fit(close, 90, 252)
+    assert "realised volatility instead for 2 symbol(s)" in caplog.text
+    out = garch.predict(close, np.array([90, 90]), np.array([0, 1]))
+    assert_allclose(out, trailing_volatility(close, 20)[90])
