@@ -17,6 +17,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # quiet TensorFlow's start-u
 COMMANDS = {
     "backtest": "run a backtest on historical bars and write metrics, records, plots and a report",
     "features": "write the feature matrix of some data (the same code path the strategy uses)",
+    "live": "trade the strategy on Alpaca (paper by default), or --replay recorded bars through the live path",
 }
 
 

@@ -1,0 +1,178 @@
+#!/usr/bin/env python
+"""Live latency: a bar's arrival on the websocket to the order it causes reaching the broker.
+
+A real ``python run.py live`` process trades ``momentum_breakout`` (fast parameters, so most bars
+place orders) on ``--symbols`` symbols against the local Alpaca-compatible server
+(``brokers.testing.alpaca_server``): history for the warm-up, then one bar of every symbol per minute
+over the market data websocket. The server stamps, on one clock, when it sends each bar and when each
+order POST arrives; an order's latency is the difference, for the bar its client id names. The path
+measured: websocket receive and decode (alpaca-py), the bar clock, Backtrader's loop with every
+symbol's indicators, the strategy, the journal write before sending, the HTTP request (alpaca-py).
+
+Goal (the issue): p99 under 20 ms. Usage: ``python benchmarks/live_latency.py [--symbols 50] [--bars 300]``.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import gc
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from brokers.journal import Journal, sqlite_url  # noqa: E402
+from brokers.testing.alpaca_server import AlpacaTestServer  # noqa: E402
+from common.errors import DataError  # noqa: E402
+from feeds.live_feed import bars_of  # noqa: E402
+from feeds.loader import load_bars  # noqa: E402
+
+PREFIX = "bench-"
+NAME = f"{PREFIX}momentum_breakout"
+
+
+def universe(n: int, length: int) -> tuple[dict, str]:
+    """The first n clean tickers with ``length`` bars (the shared S&P 500 folder, else the sample)."""
+    shared = ROOT.parent / "shared" / "data" / "sp500_5yr"
+    folder = shared if shared.is_dir() else ROOT / "data" / "sample"
+    bars = {}
+    for path in sorted(folder.glob("*.csv")):
+        try:
+            symbol, frame = load_bars(path)
+        except DataError:
+            continue
+        if len(frame) >= length:
+            bars[symbol] = bars_of(frame.iloc[:length])
+        if len(bars) == n:
+            break
+    return bars, str(folder)
+
+
+def config(server: AlpacaTestServer, symbols: list[str], state: Path, warmup: int) -> str:
+    urls = "\n".join(f'{k} = "{v}"' for k, v in server.urls.items())
+    return f"""
+[backtest]
+progress = false
+[momentum_breakout]
+breakout_bars = 2
+momentum_bars = 1
+trend_bars = 3
+max_hold_bars = 2
+position_weight = 0.02
+[risk]
+max_positions = {len(symbols)}
+min_position_value = 100.0
+[live]
+symbols = {symbols!r}
+timeframe = "1Min"
+calendar = "24/7"
+warmup_bars = {warmup}
+max_catchup_bars = 0
+stale_after_seconds = 1e9
+order_sync_seconds = 5.0
+commission_bps = 1.0
+order_id_prefix = "{PREFIX}"
+state_dir = "{state}"
+{urls}
+"""
+
+
+class Progress:
+    """The last bar the live process saved its state after (one reader of its journal)."""
+
+    def __init__(self, journal_path: Path):
+        self.path, self.journal = journal_path, None
+
+    def _open(self) -> bool:
+        if self.journal is None and self.path.exists():
+            self.journal = Journal(sqlite_url(self.path))
+        return self.journal is not None
+
+    def bar(self) -> dt.datetime:
+        saved = self.journal.load_state(NAME) if self._open() else None
+        return saved[0] if saved else dt.datetime.min
+
+    def warmed_up_to(self) -> dt.datetime:
+        """The last bar recorded (a warm-up bar is recorded too, though no state is saved for it)."""
+        rows = self.journal.table("equity") if self._open() else []
+        return max((r["bar_datetime"] for r in rows), default=dt.datetime.min)
+
+
+def wait_for(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.02)
+    raise SystemExit(f"timed out waiting for {what}")
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--symbols", type=int, default=50)
+    parser.add_argument("--bars", type=int, default=300, help="live bars (after the warm-up)")
+    parser.add_argument("--history", type=int, default=250, help="warm-up bars")
+    args = parser.parse_args()
+    bars, source = universe(args.symbols, args.history + args.bars)
+    symbols = sorted(bars)
+    tomorrow = dt.datetime.combine(dt.date.today() + dt.timedelta(days=2), dt.time())
+    first = tomorrow - dt.timedelta(minutes=args.history)
+    stamped = [{s: bars[s][i]._replace(datetime=first + dt.timedelta(minutes=i)) for s in symbols}
+               for i in range(args.history + args.bars)]
+    tmp = Path(tempfile.mkdtemp(prefix="live-latency-"))
+    with AlpacaTestServer(cash=1_000_000.0, commission_bps=1.0, slippage_bps=5.0) as server:
+        for group in stamped[:args.history]:
+            for symbol, bar in group.items():
+                server.add_history(symbol, [bar])
+        (tmp / "bench.toml").write_text(config(server, symbols, tmp / "state", args.history))
+        gc.collect()
+        gc.freeze()  # the server's side of the clock: no long collector pauses in this process either
+        env = {**os.environ, "APCA_API_KEY_ID": server.key_id, "APCA_API_SECRET_KEY": server.secret_key}
+        log = open(tmp / "live.out", "w")
+        profile = ["-m", "cProfile", "-o", os.environ["BENCH_PROFILE"]] if os.environ.get("BENCH_PROFILE") else []
+        process = subprocess.Popen([sys.executable, *profile, "run.py", "live", "--config", str(tmp / "bench.toml")],
+                                   cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            wait_for(lambda: server.connected() == (1, 1), 120, "the live process to connect")
+            progress = Progress(tmp / "state" / "journal.sqlite")
+            last_history = stamped[args.history - 1][symbols[0]].datetime
+            wait_for(lambda: progress.warmed_up_to() >= last_history, 120, "the warm-up")
+            time.sleep(1.0)  # the first live bar finds the process waiting, as it would a minute later
+            for group in stamped[args.history:]:
+                server.push(group)
+                when = max(b.datetime for b in group.values())
+                wait_for(lambda: progress.bar() >= when, 30, f"bar {when}")
+        finally:
+            process.send_signal(signal.SIGTERM)
+            process.wait(60)
+        first_order, every_order = [], []
+        by_bar: dict[dt.datetime, list[float]] = {}
+        for cid, arrived in zip(server.submissions, server.submitted_at):
+            stamp = dt.datetime.strptime(cid[len(PREFIX):].split("-")[1], "%Y%m%d%H%M%S")
+            by_bar.setdefault(stamp, []).append((arrived - server.bars_sent_at[stamp]) * 1000.0)
+        for latencies in by_bar.values():
+            first_order.append(min(latencies))
+            every_order.extend(latencies)
+    print(f"data: {source}: {len(symbols)} symbols, {args.history} warm-up bars, {args.bars} live bars; "
+          f"{len(by_bar)} bars placed {len(every_order)} orders")
+    for label, values in (("first order of a bar", first_order), ("every order", every_order)):
+        print(f"bar sent -> {label} at the broker: median {statistics.median(values):.1f} ms, "
+              f"p90 {percentile(values, 0.90):.1f} ms, p99 {percentile(values, 0.99):.1f} ms, "
+              f"max {max(values):.1f} ms (n={len(values)})")
+
+
+if __name__ == "__main__":
+    main()

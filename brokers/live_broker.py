@@ -1,0 +1,922 @@
+"""One Backtrader broker for live trading and replay: Backtrader orders in, venue orders out.
+
+:class:`LiveBroker` talks to any :class:`brokers.venue.Venue` (Alpaca, or the simulated venue of a
+replay):
+
+- **orders**: market, market-on-close (Backtrader's Close), limit, stop, stop-limit and trailing stop;
+  an entry with stop and/or take-profit children (``parent=``/``transmit=``) goes out as one bracket
+  (OTO with one child), whose legs the venue activates when the entry fills and cancels one with the
+  other. Orders are sent right after the strategy's ``next`` (the :class:`OrderFlush` analyzer), when
+  the strategy has tagged them with their deterministic client order id;
+- **journal first**: each order (with its legs) is written to the journal as an ``intent`` before it
+  is sent, then updated with the venue's id, statuses and fills;
+- **never twice**: an id the journal has seen is never sent again; a duplicate-id refusal from the
+  venue means "already sent" and the venue's order is adopted;
+- **updates -> notifications**: the venue's trade updates become Backtrader's Accepted, Partial,
+  Completed, Canceled, Expired, Rejected (Margin when the venue reports insufficient buying power)
+  notifications, with fills accounted exactly as BackBroker does (``brokers.accounting``);
+- **restart**: on start, cash and positions come from the venue, the journal's open orders are matched
+  with the venue's by client order id, and venue orders the journal does not know are adopted; a
+  restored strategy reclaims its orders by id (:meth:`claim`) and hears what happened while it was down;
+- **rejections** are logged with the venue's reason and reach the strategy; nothing is retried blindly.
+
+``entry_gate``: a callable returning a reason (str) while new entries must not be sent (the stale-data
+watchdog); exits are always sent.
+
+Test hook: the environment variable ``LIVE_TEST_CRASH_AT=<point>:<n>`` kills the process (SIGKILL) the
+n-th time it reaches ``after_intent`` (journal written, order not sent) or ``after_submit`` (sent, the
+journal not yet updated). The kill-and-restart tests use it; it does nothing when unset.
+"""
+from __future__ import annotations
+
+import collections
+import datetime as dt
+import logging
+import os
+import queue
+import signal
+import time
+from dataclasses import dataclass, field
+
+from brokers.accounting import account_fill, portfolio_value, stock_commission
+from brokers.venue import (DuplicateClientOrderId, Leg, NotCancelable, OrderRejected, OrderRequest, TradeUpdate,
+                           VenueOrder, VenuePosition, VenueUnavailable, drain)
+from engine.compat import bt
+
+log = logging.getLogger("live.broker")
+
+CRASH_ENV = "LIVE_TEST_CRASH_AT"
+FILL_EVENTS = ("fill", "partial_fill")
+ACCEPTED_STATUSES = ("new", "accepted", "held", "pending_cancel", "pending_replace", "done_for_day",
+                     "accepted_for_bidding", "calculated", "stopped", "partially_filled")
+_EPS = 1e-9
+
+
+@dataclass
+class Tracked:
+    """One venue order as the broker follows it."""
+
+    client_order_id: str
+    symbol: str
+    side: str
+    qty: float
+    status: str = "intent"
+    venue_id: str | None = None
+    parent: str | None = None
+    leg: str | None = None
+    venue_filled: float = 0.0  # filled at the venue, as far as the broker knows
+    filled_value: float = 0.0  # sum of qty x price of those fills
+    accounted: float = 0.0  # of which booked into positions and cash (the rest was there at start)
+    notified: float = 0.0  # of which given to the Backtrader order
+    order: object | None = None
+    info: dict = field(default_factory=dict)
+    reason: str | None = None  # the venue's words for a rejection
+    cancel_requested: bool = False
+
+    @property
+    def avg_price(self) -> float | None:
+        return self.filled_value / self.venue_filled if self.venue_filled > _EPS else None
+
+    @property
+    def sign(self) -> int:
+        return 1 if self.side == "buy" else -1
+
+    @property
+    def final(self) -> bool:
+        return self.status in ("filled", "canceled", "expired", "rejected", "replaced", "abandoned")
+
+
+class LiveBroker(bt.BrokerBase):
+    params = (
+        ("venue", None),
+        ("journal", None),
+        ("commission_bps", 0.0),
+        ("sync_seconds", None),  # poll the venue this often (None: only at start)
+        ("entry_gate", None),
+        ("order_id_prefix", ""),  # for orders the strategy did not tag with a client order id
+        ("cancel_wait_seconds", 0.0),  # an exit waits this long, at most, for its shares' cancels
+    )
+
+    def __init__(self):
+        super().__init__()
+        self.venue = self.p.venue
+        self.journal = self.p.journal
+        self.notifs: collections.deque = collections.deque()
+        self.positions = collections.defaultdict(bt.Position)
+        self.cash = 0.0
+        self.startingcash = 0.0
+        self._value = 0.0
+        self.tracked: dict[str, Tracked] = {}
+        self.by_venue_id: dict[str, Tracked] = {}
+        self.by_ref: dict[int, Tracked] = {}
+        self.data_by_symbol: dict = {}
+        self.foreign_positions: dict = {}
+        self.unsent_at_start: list[str] = []
+        self._families: dict[int, list] = {}
+        self._outbox: list[list] = []
+        self._parked: list[list] = []  # exits waiting for the cancel of the orders holding their shares
+        self._canceling: dict[str, set[str]] = {}  # symbol -> ids of orders asked to cancel, not yet done
+        self._journal_ids: set[str] = set()
+        self.bar_in_progress = False  # set by the live session from a bar's release to its end
+        self._differences: dict = {}  # cash or symbol -> (here, at the venue) at the last sync
+        self._fills_since_sync = False
+        self._unconfirmed: list[list] = []
+        self._fallback_ids: dict = {}
+        self._last_sync = time.monotonic()
+        self._crash = _crash_plan(os.environ.get(CRASH_ENV, ""))
+
+    # ---- life cycle ----------------------------------------------------------------------------
+    def start(self):
+        super().start()
+        self.comminfo = {None: stock_commission(self.p.commission_bps)}
+        self.data_by_symbol = {d._name: d for d in self.cerebro.datas}
+        for data in self.cerebro.datas:  # BackBroker sums position values in this order
+            self.positions[data]
+        self.reconcile()
+
+    def stop(self):
+        self.flush()
+
+    def reconcile(self) -> None:
+        """Take cash and positions from the venue; match the journal's open orders with the venue's by
+        client order id; adopt the venue's orders the journal does not know."""
+        account = self.venue.account()
+        self.cash = self.startingcash = account.cash
+        for symbol, held in self.venue.positions().items():
+            data = self.data_by_symbol.get(symbol)
+            if data is None:
+                self.foreign_positions[symbol] = held
+                log.warning("the account holds %g %s, a symbol this strategy does not trade: kept, not managed",
+                            held.qty, symbol)
+            else:
+                self.positions[data] = bt.Position(_whole(held.qty), held.avg_entry_price)
+                log.info("adopted position %s %g @ %.4f", symbol, held.qty, held.avg_entry_price)
+        self._journal_ids = {row.client_order_id for row in self.journal.orders()}
+        for row in self.journal.orders(open_only=True):
+            if row.parent_client_order_id is not None:
+                continue  # a leg: resolved with its entry
+            view = self.venue.order_by_client_id(row.client_order_id)
+            if view is None:
+                if row.status == "intent":
+                    self._track_unsent(row)
+                else:
+                    log.warning("order %s (%s in the journal) is unknown to the broker: marked rejected",
+                                row.client_order_id, row.status)
+                    self._journal_status(row.client_order_id, "rejected", "unknown to the broker on restart")
+                continue
+            log.info("order %s reached the broker before the restart: adopted (%s)", row.client_order_id,
+                     view.status)
+            self._track_view(view, row, already_booked=True)
+        for view in self.venue.open_orders():
+            if view.client_order_id not in self.tracked:
+                log.warning("adopting %s order %s (%s %g %s) not in the journal", view.status,
+                            view.client_order_id, view.side, view.qty, view.symbol)
+                self._adopt(view, already_booked=True)
+        self._value = self._compute_value()
+
+    # ---- Backtrader's broker interface ---------------------------------------------------------
+    def getcash(self):
+        return self.cash
+
+    get_cash = getcash
+
+    def getvalue(self, datas=None):
+        if datas is None:
+            return self._value
+        return sum(self.positions[d].size * d.close[0] for d in datas if len(d))
+
+    get_value = getvalue
+
+    def getposition(self, data):
+        return self.positions[data]
+
+    def get_notification(self):
+        return self.notifs.popleft() if self.notifs else None
+
+    def notify(self, order) -> None:
+        self.notifs.append(order.clone())
+
+    def orderstatus(self, order):
+        return order.status
+
+    def buy(self, owner, data, size, price=None, plimit=None, exectype=None, valid=None, tradeid=0, oco=None,
+            trailamount=None, trailpercent=None, parent=None, transmit=True, **kwargs):
+        order = bt.BuyOrder(owner=owner, data=data, size=size, price=price, pricelimit=plimit, exectype=exectype,
+                            valid=valid, tradeid=tradeid, trailamount=trailamount, trailpercent=trailpercent,
+                            parent=parent, transmit=transmit)
+        order.addinfo(**kwargs)
+        return self.submit(order, oco=oco)
+
+    def sell(self, owner, data, size, price=None, plimit=None, exectype=None, valid=None, tradeid=0, oco=None,
+             trailamount=None, trailpercent=None, parent=None, transmit=True, **kwargs):
+        order = bt.SellOrder(owner=owner, data=data, size=size, price=price, pricelimit=plimit, exectype=exectype,
+                             valid=valid, tradeid=tradeid, trailamount=trailamount, trailpercent=trailpercent,
+                             parent=parent, transmit=transmit)
+        order.addinfo(**kwargs)
+        return self.submit(order, oco=oco)
+
+    def submit(self, order, oco=None):
+        """Queue an order (BackBroker's parent/children rules); a family goes out when its last member
+        is transmitted, and is sent by :meth:`flush` once the strategy's ``next`` is over."""
+        order.addcomminfo(self.getcommissioninfo(order.data))
+        if oco is not None:
+            order.addinfo(_refused="one-cancels-other groups other than brackets are not supported live")
+        root = order.parent.ref if order.parent is not None else order.ref
+        if order.parent is not None and root not in self._families:
+            order.reject(self)  # its entry was already sent or refused: Backtrader rejects it too
+            self.notify(order)
+            return order
+        family = self._families.setdefault(root, [])
+        family.append(order)
+        if order.transmit:
+            for member in self._families.pop(root):
+                member.submit(self)
+                self.notify(member)
+            self._outbox.append(family)
+        return order
+
+    def cancel(self, order):
+        rec = self.by_ref.get(order.ref)
+        if rec is None:
+            for waiting in (self._outbox, self._parked):  # not sent yet: drop it here
+                for family in waiting:
+                    if order in family:
+                        for member in family:
+                            member.cancel()
+                            self.notify(member)
+                        waiting.remove(family)
+                        return True
+            return False
+        if rec.venue_id is None:
+            return False
+        rec.cancel_requested = True
+        self._canceling.setdefault(rec.symbol, set()).add(rec.client_order_id)
+        try:
+            self.venue.cancel(rec.venue_id)
+        except NotCancelable as exc:
+            log.info("cancel %s: %s", rec.client_order_id, exc.reason)
+            self._canceling[rec.symbol].discard(rec.client_order_id)
+            return False
+        except VenueUnavailable as exc:
+            log.error("cancel %s not sent: %s", rec.client_order_id, exc.reason)
+            self._canceling[rec.symbol].discard(rec.client_order_id)
+            return False
+        return True
+
+    def next(self):
+        with self.journal.batch():
+            self._take_updates()
+            due = self.p.sync_seconds is not None and time.monotonic() - self._last_sync >= self.p.sync_seconds
+            if due and not self.bar_in_progress:  # never between a bar and the orders it causes
+                self.sync()
+            self._release_parked()
+        self._value = self._compute_value()
+
+    def _take_updates(self) -> None:
+        for update in drain(self.venue.updates):
+            self._on_update(update)
+
+    # ---- sending ---------------------------------------------------------------------------
+    def flush(self) -> None:
+        """Send the orders the strategy transmitted during its ``next`` (after taking in the venue's
+        answers to its cancels: an exit waits until the orders holding its shares are canceled)."""
+        if not self._outbox:
+            return
+        outbox, self._outbox = self._outbox, []
+        with self.journal.batch():
+            self._take_updates()
+            held = []
+            for family in outbox:  # in the strategy's order, except exits waiting for cancels: after
+                if self._held_by_cancels(family[0]):
+                    held.append(family)
+                else:
+                    self._send(family)
+            for family in held:
+                self._await_cancels(family[0])
+                if self._held_by_cancels(family[0]):
+                    self._parked.append(family)
+                else:
+                    self._send(family)
+
+    def _await_cancels(self, entry) -> None:
+        """Take trade updates until the cancels holding ``entry``'s shares are answered (a venue answers
+        in milliseconds), or ``cancel_wait_seconds`` pass; then the exit waits parked."""
+        deadline = time.monotonic() + self.p.cancel_wait_seconds
+        while self._held_by_cancels(entry):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                log.info("exit %s waits for the cancel of %s", entry.info.get("client_order_id"),
+                         ", ".join(sorted(self._canceling.get(entry.data._name, ()))))
+                return
+            try:
+                update = self.venue.updates.get(timeout=left)
+            except queue.Empty:
+                return
+            self._on_update(update)
+
+    def _held_by_cancels(self, entry) -> bool:
+        """Alpaca holds shares for open orders: a sell must wait for the canceled stop to be gone."""
+        side = "buy" if entry.isbuy() else "sell"
+        return any(self.tracked[cid].side == side for cid in self._canceling.get(entry.data._name, ()))
+
+    def _release_parked(self) -> None:
+        parked, self._parked = self._parked, []
+        for family in parked:
+            entry = family[0]
+            if self._held_by_cancels(entry):
+                self._parked.append(family)
+            elif entry.issell() and self.positions[entry.data].size <= 0 < abs(entry.created.size):
+                reason = "the position was closed meanwhile (by the order being canceled)"
+                log.warning("exit %s not sent: %s", entry.info.get("client_order_id"), reason)
+                self._refuse(family, reason)
+            else:
+                self._send(family)
+
+    def _send(self, family: list) -> None:
+        entry, legs = family[0], family[1:]
+        for order in family:
+            if not order.info.get("client_order_id"):
+                order.addinfo(client_order_id=self._fallback_id(order))
+        problem = next((o.info.get("_refused") for o in family if o.info.get("_refused")), None)
+        request = None
+        if problem is None:
+            try:
+                request = self._request(entry, legs)
+            except ValueError as exc:
+                problem = str(exc)
+        if problem is not None:
+            log.warning("order %s refused: %s", entry.info["client_order_id"], problem)
+            self._refuse(family, problem)
+            return
+        cid = request.client_order_id
+        known = self.journal.order(cid) if cid in self._journal_ids else None
+        if known is not None and known.venue_order_id is None and known.status in ("rejected", "abandoned"):
+            self._refuse(family, known.status_reason or known.status)  # decided again: same answer
+            return
+        if known is not None and known.status != "intent":
+            self._bind(family, request, self.venue.order_by_client_id(cid))
+            return
+        if self.p.entry_gate is not None and self._opens_position(entry):
+            reason = self.p.entry_gate()
+            if reason:
+                log.warning("entry %s not sent: %s", cid, reason)
+                if known is None:
+                    self._record_intents(request, family)
+                self._journal_family(request, "rejected", reason)
+                self._refuse(family, reason)
+                return
+        if known is None:
+            self._record_intents(request, family)
+        self._crash_point("after_intent")
+        try:
+            view = self.venue.submit(request)
+        except DuplicateClientOrderId:
+            view = self.venue.order_by_client_id(cid)
+            log.info("order %s was already at the broker: adopted, not sent again", cid)
+        except OrderRejected as exc:
+            log.warning("broker rejected order %s (%s %g %s): %s", cid, request.side, request.qty,
+                        request.symbol, exc.reason)
+            self._journal_family(request, "rejected", exc.reason)
+            self._refuse(family, exc.reason)
+            return
+        except VenueUnavailable as exc:
+            log.error("order %s: %s; its fate is checked at the next sync, it is not sent again blindly",
+                      cid, exc.reason)
+            self._unconfirmed.append([family, request])
+            return
+        self._crash_point("after_submit")
+        self._bind(family, request, view)
+
+    def _bind(self, family: list, request: OrderRequest, view: VenueOrder | None) -> None:
+        """Follow the venue's order (and legs) as these Backtrader orders; tell them what it did so far."""
+        if view is None:
+            reason = "the broker does not know this order"
+            self._journal_family(request, "rejected", reason)
+            self._refuse(family, reason)
+            return
+        entry, legs = family[0], family[1:]
+        self._follow(request.client_order_id, view, entry)
+        views = _legs_by_kind(view)
+        for order, leg in zip(legs, request.legs):
+            leg_view = views.get(leg.kind)
+            rec = self._follow(leg.client_order_id, leg_view, order, parent=request.client_order_id, leg=leg.kind)
+            if leg_view is None:
+                rec.status = view.status if view.final else "held"
+        for order in family:
+            self._catch_up(self.by_ref[order.ref])
+
+    def _follow(self, cid: str, view: VenueOrder | None, order, parent=None, leg=None) -> Tracked:
+        rec = self.tracked.get(cid)
+        if rec is None:
+            rec = Tracked(cid, order.data._name, "buy" if order.isbuy() else "sell", _whole(abs(order.created.size)),
+                          parent=parent, leg=leg, info=dict(order.info))
+            self.tracked[cid] = rec
+        if view is not None:
+            self._see_view(rec, view)
+        rec.order = order
+        self.by_ref[order.ref] = rec
+        return rec
+
+    def _see_view(self, rec: Tracked, view: VenueOrder) -> None:
+        if rec.venue_id is None:
+            rec.venue_id = view.id
+            self.by_venue_id[view.id] = rec
+        rec.status = view.status
+        self.journal.update_order(rec.client_order_id, venue_order_id=view.id, status=view.status)
+
+    # ---- venue updates -> Backtrader notifications -----------------------------------------------
+    def _on_update(self, update: TradeUpdate) -> None:
+        view = update.order
+        if update.event == "order_cancel_rejected":
+            rec = self.by_venue_id.get(view.id)
+            if rec is not None:
+                log.warning("cancel of %s refused: %s", rec.client_order_id, update.reason)
+                rec.cancel_requested = False
+                self._canceling.get(rec.symbol, set()).discard(rec.client_order_id)
+            return
+        rec = self.by_venue_id.get(view.id) or self.tracked.get(view.client_order_id) or self._unmapped_leg(view)
+        if rec is None:
+            log.warning("update for %s order %s (%s %s) not placed by this strategy: adopted",
+                        update.event, view.client_order_id, view.side, view.symbol)
+            rec = self._adopt(view, already_booked=False)
+        if rec.venue_id is None:
+            rec.venue_id = view.id
+            self.by_venue_id[view.id] = rec
+        order = rec.order
+        if order is not None and order.exectype == bt.Order.StopTrail and view.stop_price is not None:
+            order.created.price = view.stop_price  # where the venue has trailed the stop to
+        if update.event in FILL_EVENTS:
+            cumulative = view.filled_qty if view.filled_qty else rec.venue_filled + (update.qty or 0.0)
+            self._fill(rec, cumulative, update.price if update.price is not None else view.filled_avg_price,
+                       update.timestamp, execution_id=update.execution_id, position_qty=update.position_qty)
+            if update.event == "fill":
+                self._set_status(rec, "filled")
+        elif update.event in ("new", "accepted", "pending_new"):
+            self._set_status(rec, view.status if update.event == "new" else update.event)
+        else:
+            self._set_status(rec, update.event, update.reason)
+
+    def _unmapped_leg(self, view: VenueOrder) -> Tracked | None:
+        """A bracket leg whose venue id the entry's answer did not give (Alpaca names legs with its own
+        client ids): the leg of that symbol, kind and size still waiting for one."""
+        kind = "take_profit" if view.type == "limit" else "stop_loss"
+        return next((r for r in self.tracked.values() if r.venue_id is None and r.parent is not None
+                     and r.leg == kind and r.symbol == view.symbol and r.qty == view.qty and not r.final), None)
+
+    def _set_status(self, rec: Tracked, status: str, reason: str | None = None) -> None:
+        if rec.final and status != rec.status:
+            return
+        rec.status = status
+        rec.reason = reason or rec.reason
+        if rec.final and rec.cancel_requested:
+            self._canceling.get(rec.symbol, set()).discard(rec.client_order_id)
+        self.journal.update_order(rec.client_order_id, status=status, status_reason=reason,
+                                  filled_qty=rec.venue_filled)
+        if status == "rejected":
+            log.warning("broker rejected order %s (%s %g %s): %s", rec.client_order_id, rec.side, rec.qty,
+                        rec.symbol, reason or "no reason given")
+        self._catch_up(rec)
+
+    def _catch_up(self, rec: Tracked) -> None:
+        """Bring the Backtrader order to the venue's state, notifying each step."""
+        order = rec.order
+        if order is None or not order.alive():
+            return
+        if rec.status in ACCEPTED_STATUSES or rec.status == "filled":
+            if order.status in (order.Created, order.Submitted):
+                order.accept(self)
+                self.notify(order)
+        if rec.venue_filled > rec.notified + _EPS:
+            self._give_fill(rec, _whole(rec.venue_filled - rec.notified), rec.avg_price, None)
+        if rec.status == "filled" and order.alive():
+            order.completed()
+            self.notify(order)
+        elif rec.status in ("canceled", "expired", "rejected", "replaced", "abandoned"):
+            if rec.status == "rejected" and _is_margin(rec.reason):
+                order.margin()
+            elif rec.status == "rejected":
+                order.reject(self)
+            elif rec.status == "expired":
+                order.status = order.Expired
+                order.executed.dt = order.data.datetime[0]
+            else:
+                order.cancel()
+            self.notify(order)
+
+    def _fill(self, rec: Tracked, cumulative: float, price: float, when: dt.datetime, *,
+              execution_id: str | None, position_qty: float | None) -> None:
+        new_qty = cumulative - rec.venue_filled
+        if new_qty <= _EPS:
+            return  # seen already (a repeated update, or one a sync got first)
+        new_qty = _whole(new_qty)
+        self._fills_since_sync = True
+        book_qty = _whole(max(0.0, cumulative - max(rec.venue_filled, rec.accounted)))
+        rec.venue_filled = cumulative
+        rec.filled_value += new_qty * price
+        rec.accounted = max(rec.accounted, cumulative)
+        data = self.data_by_symbol.get(rec.symbol)
+        comminfo = self.getcommissioninfo(data) if data is not None else self.comminfo[None]
+        fill = None
+        if data is not None and book_qty > _EPS:
+            position = self.positions[data]
+            fill = account_fill(position, self.cash, rec.sign * book_qty, price, comminfo)
+            self.cash = fill.cash
+            position.update(rec.sign * book_qty, price, when)
+        elif data is None and book_qty > _EPS:
+            self._book_foreign(rec, book_qty, price, comminfo)
+        commission = fill.commission if fill is not None else comminfo.getcommission(new_qty, price)
+        self.journal.record_fill(
+            execution_id=execution_id or f"{rec.venue_id}-{cumulative:g}", client_order_id=rec.client_order_id,
+            symbol=rec.symbol, side=rec.side, qty=new_qty, price=price, commission=commission,
+            filled_datetime=when, position_qty=position_qty)
+        self.journal.update_order(rec.client_order_id, filled_qty=rec.venue_filled, filled_avg_price=rec.avg_price)
+        order = rec.order
+        if order is not None and order.alive():
+            if order.status in (order.Created, order.Submitted):
+                order.accept(self)
+                self.notify(order)
+            self._give_fill(rec, new_qty, price, when, fill if fill is not None and book_qty == new_qty else None)
+
+    def _give_fill(self, rec: Tracked, qty: float, price: float, when, fill=None) -> None:
+        """Record ``qty`` at ``price`` in the Backtrader order's execution and notify it. ``fill``: the
+        accounting of this very fill; without it (fills that happened before a restart, already in the
+        adopted position) the split into closing/opening parts is reconstructed for Backtrader's trades."""
+        order = rec.order
+        data = order.data
+        comminfo = self.getcommissioninfo(data)
+        size = rec.sign * qty
+        if fill is None:
+            position = self.positions[data]
+            before = bt.Position(position.size - size, position.price if position.size else price)
+            fill = account_fill(before, 0.0, size, price, comminfo)
+        when_num = bt.date2num(when) if when is not None else data.datetime[0]
+        order.execute(when_num, size, price, fill.closed, fill.closedvalue, fill.closedcomm, fill.opened,
+                      fill.openedvalue, fill.openedcomm, comminfo.margin, fill.pnl, fill.psize, fill.pprice)
+        order.addcomminfo(comminfo)
+        rec.notified += qty
+        self.notify(order)
+
+    def _book_foreign(self, rec: Tracked, qty: float, price: float, comminfo) -> None:
+        held = self.foreign_positions.get(rec.symbol)
+        position = bt.Position(held.qty, held.avg_entry_price) if held is not None else bt.Position()
+        fill = account_fill(position, self.cash, rec.sign * qty, price, comminfo)
+        self.cash = fill.cash
+        position.update(rec.sign * qty, price)
+        self.foreign_positions[rec.symbol] = VenuePosition(rec.symbol, position.size, position.price)
+
+    # ---- restart -------------------------------------------------------------------------------
+    def claim(self, client_order_id: str, owner):
+        """The Backtrader order for a venue order placed before a restart (a restored strategy's plan
+        refers to it by id): built as the strategy last knew it (accepted), then told what the venue
+        did since (fills, cancels) through ordinary notifications. None if the broker has no such order."""
+        rec = self.tracked.get(client_order_id)
+        row = self.journal.order(client_order_id)
+        if rec is None and row is not None and row.venue_order_id is not None:
+            # final before the restart (filled, canceled...): in the adopted positions already
+            rec = Tracked(client_order_id, row.symbol, row.side, _whole(row.qty), status=row.status,
+                          venue_id=row.venue_order_id, parent=row.parent_client_order_id, leg=row.leg,
+                          venue_filled=row.filled_qty, accounted=row.filled_qty,
+                          filled_value=row.filled_qty * (row.filled_avg_price or 0.0), info=row.info,
+                          reason=row.status_reason)
+            self.tracked[client_order_id] = rec
+            self.by_venue_id[rec.venue_id] = rec
+        if rec is None or rec.status == "intent":
+            return None
+        if rec.order is not None:
+            return rec.order
+        data = self.data_by_symbol.get(rec.symbol)
+        if data is None or row is None:
+            return None
+        order_cls = bt.BuyOrder if rec.side == "buy" else bt.SellOrder
+        exectype, price, plimit, trail = _exectype(row)
+        order = order_cls(owner=owner, data=data, size=rec.qty, price=price, pricelimit=plimit, exectype=exectype,
+                          trailpercent=trail)
+        order.addinfo(**{k: v for k, v in row.info.items() if not k.startswith("_")})
+        order.addinfo(client_order_id=client_order_id)
+        order.addcomminfo(self.getcommissioninfo(data))
+        order.submit(self)
+        order.accept(self)
+        rec.order = order
+        self.by_ref[order.ref] = rec
+        self._catch_up(rec)
+        return order
+
+    def abandon_unsent(self) -> list[str]:
+        """Intents found unsent at start that the strategy did not decide again: never sent, marked."""
+        abandoned = []
+        for cid in self.unsent_at_start:
+            rec = self.tracked.get(cid)
+            if rec is not None and rec.status == "intent" and rec.order is None:
+                rec.status = "abandoned"
+                self._journal_status(cid, "abandoned", "not sent before a restart; not decided again")
+                abandoned.append(cid)
+        if abandoned:
+            log.warning("%d order(s) written but never sent before the restart, and not decided again: %s",
+                        len(abandoned), ", ".join(abandoned))
+        self.unsent_at_start = []
+        return abandoned
+
+    def _track_unsent(self, row) -> None:
+        for r in [row, *self.journal.legs_of(row.client_order_id)]:
+            self.tracked[r.client_order_id] = Tracked(r.client_order_id, r.symbol, r.side, r.qty, status="intent",
+                                                      parent=r.parent_client_order_id, leg=r.leg, info=r.info)
+        self.unsent_at_start.append(row.client_order_id)
+
+    def _track_view(self, view: VenueOrder, row, *, already_booked: bool) -> None:
+        rec = Tracked(row.client_order_id, view.symbol, view.side, view.qty, info=row.info)
+        self.tracked[rec.client_order_id] = rec
+        self._see_view(rec, view)
+        self._sync_fills(rec, view, already_booked)
+        views = _legs_by_kind(view)
+        for leg_row in self.journal.legs_of(row.client_order_id):
+            leg_view = views.get(leg_row.leg)
+            leg_rec = Tracked(leg_row.client_order_id, leg_row.symbol, leg_row.side, leg_row.qty,
+                              parent=row.client_order_id, leg=leg_row.leg, info=leg_row.info)
+            self.tracked[leg_rec.client_order_id] = leg_rec
+            if leg_view is not None:
+                self._see_view(leg_rec, leg_view)
+                self._sync_fills(leg_rec, leg_view, already_booked)
+            else:
+                leg_rec.status = view.status if view.final else "held"
+                self._journal_status(leg_rec.client_order_id, leg_rec.status, None)
+
+    def _adopt(self, view: VenueOrder, *, already_booked: bool) -> Tracked:
+        self.journal.adopt(_row_of(view, reason="adopted"))
+        self._journal_ids.add(view.client_order_id)
+        rec = Tracked(view.client_order_id, view.symbol, view.side, view.qty, info={"reason": "adopted"})
+        self.tracked[rec.client_order_id] = rec
+        self._see_view(rec, view)
+        self._sync_fills(rec, view, already_booked)
+        for leg in view.legs:
+            if leg.client_order_id not in self.tracked:
+                self.journal.adopt(_row_of(leg, reason="adopted", parent=view.client_order_id))
+                self._journal_ids.add(leg.client_order_id)
+                leg_rec = Tracked(leg.client_order_id, leg.symbol, leg.side, leg.qty, parent=view.client_order_id,
+                                  info={"reason": "adopted"})
+                self.tracked[leg.client_order_id] = leg_rec
+                self._see_view(leg_rec, leg)
+                self._sync_fills(leg_rec, leg, already_booked)
+        return rec
+
+    def _sync_fills(self, rec: Tracked, view: VenueOrder, already_booked: bool) -> None:
+        """Fills the venue reports for an order the broker starts following: recorded in the journal
+        (if missing), booked only if they are not already in the positions taken from the venue."""
+        if view.filled_qty <= rec.venue_filled + _EPS:
+            return
+        price = view.filled_avg_price
+        if already_booked:
+            recorded = sum(f["qty"] for f in self.journal.fills(rec.client_order_id))
+            missing = view.filled_qty - recorded
+            if missing > _EPS:
+                data = self.data_by_symbol.get(rec.symbol)
+                comminfo = self.getcommissioninfo(data) if data is not None else self.comminfo[None]
+                self.journal.record_fill(
+                    execution_id=f"reconciled-{view.id}-{view.filled_qty:g}", client_order_id=rec.client_order_id,
+                    symbol=rec.symbol, side=rec.side, qty=missing, price=price,
+                    commission=comminfo.getcommission(missing, price), filled_datetime=self._fill_time(rec, view),
+                    position_qty=None)
+            rec.venue_filled = rec.accounted = view.filled_qty
+            rec.filled_value = view.filled_qty * (price or 0.0)
+            self.journal.update_order(rec.client_order_id, filled_qty=view.filled_qty, filled_avg_price=price)
+        else:
+            self._fill(rec, view.filled_qty, price, self._fill_time(rec, view), execution_id=None, position_qty=None)
+
+    # ---- periodic sync -------------------------------------------------------------------------
+    def sync(self) -> None:
+        """Catch what a dropped stream missed (open orders' fills and statuses, from one list of open
+        orders plus a look at each order that left it), settle unconfirmed sends, then compare cash and
+        positions with the venue's (see :meth:`_sync_account`)."""
+        self._last_sync = time.monotonic()
+        try:
+            open_views = {}
+            for view in self.venue.open_orders():
+                open_views[view.id] = view
+                open_views.update((leg.id, leg) for leg in view.legs)
+            for rec in [r for r in self.tracked.values() if not r.final and r.venue_id]:
+                view = open_views.get(rec.venue_id) or self.venue.get_order(rec.venue_id)
+                if view is None or rec.final:
+                    continue
+                if view.filled_qty > rec.venue_filled + _EPS:
+                    self._fill(rec, view.filled_qty, view.filled_avg_price, self._fill_time(rec, view),
+                               execution_id=None, position_qty=None)
+                if view.status != rec.status:
+                    self._set_status(rec, view.status)
+            unconfirmed, self._unconfirmed = self._unconfirmed, []
+            for family, request in unconfirmed:
+                view = self.venue.order_by_client_id(request.client_order_id)
+                if view is not None:
+                    self._bind(family, request, view)
+                else:
+                    reason = "not sent: the broker was unreachable"
+                    self._journal_family(request, "rejected", reason)
+                    self._refuse(family, reason)
+            self._sync_account()
+        except VenueUnavailable as exc:
+            log.error("sync with the broker failed: %s (retried at the next sync)", exc.reason)
+
+    def _sync_account(self) -> None:
+        """The venue's cash and positions win, but only over a difference seen at two syncs in a row
+        with no fill in between: a fill on its way explains a passing difference (and would be counted
+        twice if the snapshot were taken), while a trade made elsewhere, a fee or a dividend stays."""
+        seen, self._differences = self._differences, {}
+        account = self.venue.account()
+        if abs(account.cash - self.cash) > 0.005:
+            self._differences["cash"] = (self.cash, account.cash)
+        held = self.venue.positions()
+        for symbol, data in self.data_by_symbol.items():
+            venue_qty = held[symbol].qty if symbol in held else 0.0
+            if abs(self.positions[data].size - venue_qty) > _EPS:
+                self._differences[symbol] = (self.positions[data].size, venue_qty)
+        for key, (here, there) in self._differences.items():
+            if seen.get(key) != (here, there) or self._fills_since_sync:
+                continue
+            log.warning("%s %g here, %g at the broker at two syncs: taking the broker's", key, here, there)
+            if key == "cash":
+                self.cash = account.cash
+            else:
+                self.positions[self.data_by_symbol[key]] = bt.Position(
+                    _whole(there), held[key].avg_entry_price if key in held else 0.0)
+        self._fills_since_sync = False
+
+    # ---- helpers -------------------------------------------------------------------------------
+    def _compute_value(self) -> float:
+        holdings = []
+        for data, position in self.positions.items():
+            if position.size:
+                holdings.append((position, data.close[0] if len(data) else position.price))
+        for held in self.foreign_positions.values():
+            holdings.append((bt.Position(held.qty, held.avg_entry_price), held.avg_entry_price))
+        return portfolio_value(self.cash, holdings, self.comminfo[None])
+
+    def _fill_time(self, rec: Tracked, view: VenueOrder) -> dt.datetime:
+        """The venue's fill time, else the symbol's latest bar (exchange time, like every time here)."""
+        if view.filled_at is not None:
+            return view.filled_at
+        bar = getattr(self.data_by_symbol.get(rec.symbol), "last_bar", None)
+        return bar.datetime if bar is not None else view.submitted_at or dt.datetime.now()
+
+    def _opens_position(self, order) -> bool:
+        size = self.positions[order.data].size
+        return (order.isbuy() and size >= 0) or (order.issell() and size <= 0)
+
+    def _refuse(self, family: list, reason: str) -> None:
+        for order in family:
+            if order.alive():
+                if _is_margin(reason):
+                    order.margin()
+                else:
+                    order.reject(self)
+                self.notify(order)
+
+    def _journal_family(self, request: OrderRequest, status: str, reason: str) -> None:
+        for cid in [request.client_order_id, *(leg.client_order_id for leg in request.legs)]:
+            self._journal_status(cid, status, reason)
+            if cid in self.tracked:
+                self.tracked[cid].status, self.tracked[cid].reason = status, reason
+
+    def _journal_status(self, cid: str, status: str, reason: str | None) -> None:
+        self.journal.update_order(cid, status=status, status_reason=reason)
+
+    def _fallback_id(self, order) -> str:
+        """A deterministic id for an order the strategy did not tag (symbol, bar, type, count in bar)."""
+        data = order.data
+        bar = getattr(data, "last_bar", None)
+        when = bar.datetime if bar is not None else bt.num2date(order.created.dt)
+        key = (data._name, when, order.getordername())
+        n = self._fallback_ids.get(key, 0) + 1
+        self._fallback_ids[key] = n
+        return f"{self.p.order_id_prefix}{data._name}-{when:%Y%m%d%H%M%S}-{order.getordername().lower()}-{n}"
+
+    def _request(self, entry, legs) -> OrderRequest:
+        """The venue request for an entry and its bracket legs (ValueError: not expressible)."""
+        spec = _order_spec(entry, bracket=bool(legs))
+        exit_legs = []
+        for child in legs:
+            if child.isbuy() == entry.isbuy() or abs(child.created.size) != abs(entry.created.size):
+                raise ValueError("bracket children must exit the entry's whole size")
+            if child.exectype == bt.Order.Limit:
+                exit_legs.append(Leg("take_profit", child.info["client_order_id"], limit_price=child.created.price))
+            elif child.exectype in (bt.Order.Stop, bt.Order.StopLimit):
+                exit_legs.append(Leg("stop_loss", child.info["client_order_id"], stop_price=child.created.price,
+                                     limit_price=child.created.pricelimit if child.exectype == bt.Order.StopLimit
+                                     else None))
+            else:
+                raise ValueError(f"a bracket's child must be a stop, stop-limit or limit order, "
+                                 f"not {child.getordername()}")
+        data = entry.data
+        bar = getattr(data, "last_bar", None)
+        valid = entry.valid
+        return OrderRequest(
+            client_order_id=entry.info["client_order_id"], symbol=data._name,
+            side="buy" if entry.isbuy() else "sell", qty=abs(entry.created.size), legs=tuple(exit_legs),
+            expires_at=bt.num2date(valid) if valid else None,
+            bar_datetime=bar.datetime if bar is not None else bt.num2date(entry.created.dt),
+            reference_price=entry.created.price, **spec)
+
+    def _record_intents(self, request: OrderRequest, family: list) -> None:
+        rows = self._intent_rows(request, family)
+        self.journal.record_intents(rows)
+        self._journal_ids.update(row["client_order_id"] for row in rows)
+
+    @staticmethod
+    def _intent_rows(request: OrderRequest, family: list) -> list[dict]:
+        """Journal rows of an entry and its legs, with the strategy's reasons and plan (``order.info``)."""
+        infos = [dict(order.info) for order in family]
+        exit_side = "sell" if request.side == "buy" else "buy"
+        rows = [dict(client_order_id=request.client_order_id, symbol=request.symbol, side=request.side,
+                     qty=request.qty, order_type=request.type, time_in_force=request.time_in_force,
+                     limit_price=request.limit_price, stop_price=request.stop_price,
+                     trail_percent=request.trail_percent, trail_price=request.trail_price,
+                     bar_datetime=request.bar_datetime, reason=infos[0].get("reason"), info=infos[0],
+                     parent_client_order_id=None, leg=None)]
+        for leg, info in zip(request.legs, infos[1:]):
+            rows.append(dict(client_order_id=leg.client_order_id, symbol=request.symbol, side=exit_side,
+                             qty=request.qty, order_type=leg.type, time_in_force=request.time_in_force,
+                             limit_price=leg.limit_price, stop_price=leg.stop_price, trail_percent=None,
+                             trail_price=None, bar_datetime=request.bar_datetime, reason=info.get("reason"),
+                             info=info, parent_client_order_id=request.client_order_id, leg=leg.kind))
+        return rows
+
+    def _crash_point(self, name: str) -> None:
+        if self._crash and self._crash[0] == name:
+            self._crash[1] -= 1
+            if self._crash[1] <= 0:
+                log.warning("test hook %s: killing the process at %s", CRASH_ENV, name)
+                logging.shutdown()
+                os.kill(os.getpid(), signal.SIGKILL)
+
+
+class OrderFlush(bt.Analyzer):
+    """Sends the orders the strategy placed in ``next`` as soon as it returns (analyzers run right
+    after the strategy, by which time every order carries its client order id)."""
+
+    def next(self):
+        self.strategy.broker.flush()
+
+
+# ---- module helpers ----------------------------------------------------------------------------
+def _crash_plan(text: str) -> list | None:
+    if not text:
+        return None
+    name, _, count = text.partition(":")
+    return [name, int(count or 1)]
+
+
+def _whole(qty: float):
+    """Share counts as Backtrader keeps them: int when whole (venues report floats)."""
+    return int(qty) if float(qty).is_integer() else qty
+
+
+def _is_margin(reason: str | None) -> bool:
+    return bool(reason) and "insufficient" in reason.lower()
+
+
+def _legs_by_kind(view: VenueOrder) -> dict[str, VenueOrder]:
+    return {("take_profit" if leg.type == "limit" else "stop_loss"): leg for leg in view.legs}
+
+
+def _order_spec(order, *, bracket: bool) -> dict:
+    """Backtrader execution type -> venue order type, prices and time in force."""
+    o = bt.Order
+    lasting = "gtc" if order.valid is None else "day"
+    if order.exectype == o.Market:
+        return {"type": "market", "time_in_force": "gtc" if bracket and order.valid is None else "day"}
+    if order.exectype == o.Close:
+        return {"type": "market", "time_in_force": "cls"}
+    if order.exectype == o.Limit:
+        return {"type": "limit", "time_in_force": lasting, "limit_price": order.created.price}
+    if order.exectype == o.Stop:
+        return {"type": "stop", "time_in_force": lasting, "stop_price": order.created.price}
+    if order.exectype == o.StopLimit:
+        return {"type": "stop_limit", "time_in_force": lasting, "stop_price": order.created.price,
+                "limit_price": order.created.pricelimit}
+    if order.exectype == o.StopTrail:
+        trail = ({"trail_percent": order.trailpercent * 100.0} if order.trailpercent
+                 else {"trail_price": order.trailamount})
+        return {"type": "trailing_stop", "time_in_force": lasting, "stop_price": order.created.price, **trail}
+    raise ValueError(f"{order.getordername()} orders are not supported live")
+
+
+def _exectype(row) -> tuple:
+    """A journal row -> (Backtrader exectype, price, price limit, trail percent) to rebuild the order."""
+    o = bt.Order
+    if row.order_type == "market":
+        return (o.Close if row.time_in_force == "cls" else o.Market), None, None, None
+    if row.order_type == "limit":
+        return o.Limit, row.limit_price, None, None
+    if row.order_type == "stop":
+        return o.Stop, row.stop_price, None, None
+    if row.order_type == "stop_limit":
+        return o.StopLimit, row.stop_price, row.limit_price, None
+    return o.StopTrail, row.stop_price, None, (row.trail_percent or 0.0) / 100.0 or None
+
+
+def _row_of(view: VenueOrder, *, reason: str, parent: str | None = None) -> dict:
+    kind = None
+    if parent is not None:
+        kind = "take_profit" if view.type == "limit" else "stop_loss"
+    return dict(client_order_id=view.client_order_id, venue_order_id=view.id, parent_client_order_id=parent,
+                leg=kind, symbol=view.symbol, side=view.side, qty=view.qty, order_type=view.type,
+                time_in_force=view.time_in_force, limit_price=view.limit_price, stop_price=view.stop_price,
+                bar_datetime=None, reason=reason, info={"reason": reason}, status=view.status,
+                filled_qty=view.filled_qty, filled_avg_price=view.filled_avg_price)

@@ -1,0 +1,1 @@
+"""Test doubles that speak real protocols (used by the tests and the latency benchmark)."""

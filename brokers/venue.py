@@ -1,0 +1,221 @@
+"""What the live broker needs from a trading venue, in venue-neutral terms.
+
+Two venues implement :class:`Venue`: ``brokers.alpaca_venue.AlpacaVenue`` (Alpaca over alpaca-py) and
+``brokers.sim_venue.SimulatedVenue`` (the local matching engine that fills exactly like Backtrader's
+BackBroker, for replay). ``brokers.live_broker.LiveBroker`` talks to either through this interface only.
+
+Names follow Alpaca's REST API (order types, statuses, time in force, trade update events), since that
+is the one real venue; datetimes are naive, in the exchange's time zone, like every bar in the project.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import queue
+from dataclasses import dataclass
+from typing import Protocol
+
+from common.errors import UserError
+
+ORDER_TYPES = ("market", "limit", "stop", "stop_limit", "trailing_stop")
+TIME_IN_FORCE = ("day", "gtc", "cls", "opg")
+# statuses after which an order never changes again
+FINAL_STATUSES = frozenset({"filled", "canceled", "expired", "rejected", "replaced"})
+
+
+class VenueError(Exception):
+    """A venue refused or could not complete a request; ``reason`` is the venue's own words."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+class DuplicateClientOrderId(VenueError):
+    """The venue already holds an order with this client order id: it was sent before."""
+
+
+class OrderRejected(VenueError):
+    """The venue refused the order (buying power, price rules, unknown symbol...)."""
+
+
+class NotCancelable(VenueError):
+    """The order can no longer be canceled or replaced (filled, canceled, or not yet accepted)."""
+
+
+class VenueUnavailable(VenueError, UserError):
+    """The venue did not answer after the configured retries (a user sees one line, exit status 2)."""
+
+
+@dataclass(frozen=True)
+class Leg:
+    """A bracket's exit: ``take_profit`` (limit) or ``stop_loss`` (stop, or stop-limit with ``limit_price``)."""
+
+    kind: str  # "stop_loss" | "take_profit"
+    client_order_id: str
+    limit_price: float | None = None
+    stop_price: float | None = None
+
+    def __post_init__(self):
+        if self.kind not in ("stop_loss", "take_profit"):
+            raise ValueError(f"leg kind must be stop_loss or take_profit, not {self.kind!r}")
+
+    @property
+    def type(self) -> str:
+        if self.kind == "take_profit":
+            return "limit"
+        return "stop_limit" if self.limit_price is not None else "stop"
+
+
+@dataclass(frozen=True)
+class OrderRequest:
+    """One order as sent to a venue; a bracket is the entry with its exit ``legs`` (in the order the
+    strategy placed them), which become active once the entry fills and cancel each other.
+
+    ``bar_datetime`` (the symbol's bar when the order was decided) and ``reference_price`` (Backtrader's
+    creation price: the close for a market order, else the order's own price) are what Backtrader
+    records as the order's creation; the simulated venue needs them for BackBroker's rules (a market
+    order fills on a later bar; the cash check at submission).
+    """
+
+    client_order_id: str
+    symbol: str
+    side: str  # "buy" | "sell"
+    qty: float
+    type: str = "market"
+    time_in_force: str = "day"
+    limit_price: float | None = None
+    stop_price: float | None = None
+    trail_percent: float | None = None  # percent, as Alpaca takes it (2.0 = 2%)
+    trail_price: float | None = None
+    legs: tuple[Leg, ...] = ()
+    expires_at: dt.datetime | None = None  # the simulated venue's Backtrader ``valid``
+    bar_datetime: dt.datetime | None = None
+    reference_price: float | None = None
+
+    def __post_init__(self):
+        if self.side not in ("buy", "sell"):
+            raise ValueError(f"side must be buy or sell, not {self.side!r}")
+        if self.type not in ORDER_TYPES:
+            raise ValueError(f"order type must be one of {ORDER_TYPES}, not {self.type!r}")
+        if self.time_in_force not in TIME_IN_FORCE:
+            raise ValueError(f"time in force must be one of {TIME_IN_FORCE}, not {self.time_in_force!r}")
+        if not self.qty > 0:
+            raise ValueError(f"qty must be positive, not {self.qty!r}")
+        kinds = [leg.kind for leg in self.legs]
+        if len(set(kinds)) != len(kinds):
+            raise ValueError(f"at most one leg of each kind, got {kinds}")
+
+    def leg(self, kind: str) -> Leg | None:
+        return next((leg for leg in self.legs if leg.kind == kind), None)
+
+    @property
+    def order_class(self) -> str:
+        return {0: "simple", 1: "oto", 2: "bracket"}[len(self.legs)]
+
+
+@dataclass(frozen=True)
+class VenueOrder:
+    """The venue's view of an order (Alpaca's order object, reduced to what the broker uses)."""
+
+    id: str
+    client_order_id: str
+    symbol: str
+    side: str
+    qty: float
+    type: str
+    status: str
+    time_in_force: str = "day"
+    filled_qty: float = 0.0
+    filled_avg_price: float | None = None
+    limit_price: float | None = None
+    stop_price: float | None = None
+    order_class: str = "simple"
+    legs: tuple["VenueOrder", ...] = ()
+    submitted_at: dt.datetime | None = None
+    filled_at: dt.datetime | None = None  # the last fill's time
+
+    @property
+    def final(self) -> bool:
+        return self.status in FINAL_STATUSES
+
+
+@dataclass(frozen=True)
+class TradeUpdate:
+    """One event of the venue's trade update stream (Alpaca's ``trade_updates``).
+
+    event: new | accepted | partial_fill | fill | canceled | expired | rejected | replaced | ...;
+    for fills ``qty`` and ``price`` are this execution's, ``position_qty`` the position after it.
+    """
+
+    event: str
+    order: VenueOrder
+    timestamp: dt.datetime
+    qty: float | None = None
+    price: float | None = None
+    position_qty: float | None = None
+    execution_id: str | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Account:
+    cash: float
+    equity: float
+    buying_power: float
+
+
+@dataclass(frozen=True)
+class VenuePosition:
+    symbol: str
+    qty: float
+    avg_entry_price: float
+
+
+@dataclass(frozen=True)
+class MarketClock:
+    timestamp: dt.datetime
+    is_open: bool
+    next_open: dt.datetime
+    next_close: dt.datetime
+
+
+class Venue(Protocol):
+    """Everything the live broker asks of a venue. Calls block; updates arrive on ``updates``."""
+
+    updates: "queue.Queue[TradeUpdate]"
+    commission_bps: float
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def submit(self, request: OrderRequest) -> VenueOrder:
+        """Send an order; raises DuplicateClientOrderId if the id was sent before, OrderRejected if refused."""
+
+    def cancel(self, order_id: str) -> None:
+        """Ask to cancel; the outcome arrives as a trade update. Raises NotCancelable."""
+
+    def replace(self, order_id: str, *, qty: float | None = None, limit_price: float | None = None,
+                stop_price: float | None = None, trail: float | None = None) -> VenueOrder: ...
+
+    def order_by_client_id(self, client_order_id: str) -> VenueOrder | None: ...
+
+    def get_order(self, order_id: str) -> VenueOrder | None: ...
+
+    def open_orders(self) -> list[VenueOrder]: ...
+
+    def positions(self) -> dict[str, VenuePosition]: ...
+
+    def account(self) -> Account: ...
+
+    def clock(self) -> MarketClock: ...
+
+
+def drain(updates: "queue.Queue[TradeUpdate]") -> list[TradeUpdate]:
+    """Everything queued now, without waiting (the broker empties the queue once per loop)."""
+    items = []
+    while True:
+        try:
+            items.append(updates.get_nowait())
+        except queue.Empty:
+            return items

@@ -1,0 +1,160 @@
+"""``python run.py live``: the backtested strategy on Alpaca (paper trading unless told otherwise), or
+``--replay DATA``: the same live path on recorded bars against a local simulated broker, no keys needed.
+
+Keys come from ``APCA_API_KEY_ID`` and ``APCA_API_SECRET_KEY`` (or a ``.env`` file) and are never
+printed, logged or written. Real money needs ``--live-money`` and the confirmation phrase, typed at the
+prompt or given with ``--confirm-live-money``. Stop with Ctrl-C or SIGTERM: the current bar finishes,
+the journal keeps everything; a restart (even after ``kill -9``) picks up where it stopped.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from cli.backtest import new_run_dir
+from cli.common import add_config_option, add_data_option, config_from_args
+from common.errors import UserError
+
+log = logging.getLogger("live")
+
+CONFIRMATION = "I UNDERSTAND THIS TRADES REAL MONEY"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--replay", metavar="DATA", action="append",
+                        help="run the live path on recorded bars (CSV file or folder, repeatable) against a local "
+                             "simulated broker: no keys, no network; writes the backtest's records")
+    parser.add_argument("--speed", type=float, default=0.0, metavar="N",
+                        help="replay: release N bars per second (default 0: as fast as possible)")
+    parser.add_argument("--strategy", help="strategy name (default: the config's backtest.strategy)")
+    add_data_option(parser)
+    add_config_option(parser)
+    parser.add_argument("--out", metavar="DIR", help="replay: output folder (default: a new folder under runs/); "
+                                                     "live: the state folder (default: the config's live.state_dir)")
+    parser.add_argument("--journal", metavar="URL",
+                        help="SQLAlchemy URL of the journal (default: SQLite journal.sqlite in the state folder)")
+    parser.add_argument("--model", metavar="NAME", help="registry model to trade (models/registry/NAME); refused if "
+                                                        "its feature list differs from the current one")
+    parser.add_argument("--live-money", action="store_true",
+                        help="trade the real-money account instead of paper (asks for a confirmation)")
+    parser.add_argument("--confirm-live-money", metavar="PHRASE",
+                        help=f"the confirmation for --live-money without a prompt: exactly '{CONFIRMATION}'")
+    parser.add_argument("--no-plot", action="store_true", help="replay: skip the PNG plots")
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = config_from_args(args, {"backtest.strategy": args.strategy,
+                                  "backtest.plot": False if args.no_plot else None,
+                                  # a replay's data is its recorded bars (metrics.json records them)
+                                  "data.paths": list(args.replay) if args.replay else None})
+    if args.speed < 0:
+        raise UserError("--speed must be 0 (as fast as possible) or a positive number of bars per second")
+    if args.replay:
+        return _replay(args, cfg)
+    return _live(args, cfg)
+
+
+def _replay(args, cfg) -> int:
+    from engine.live import run_replay
+    from feeds.loader import load_universe
+    from reports.writer import write_run
+    from strategies import get_strategy
+
+    strategy_cls = get_strategy(cfg.backtest.strategy)
+    bars = load_universe(cfg.data.paths, drop_missing_prices=cfg.data.drop_missing_prices,
+                         min_bars=strategy_cls.required_bars(cfg), end=cfg.backtest.end)
+    model = _resolve_model(args.model, cfg, sorted(bars))
+    out = Path(args.out) if args.out else new_run_dir(cfg.backtest.out_root, f"replay-{cfg.backtest.strategy}")
+    out.mkdir(parents=True, exist_ok=True)
+    log.info("replay: %d symbols, %d bars; strategy %s%s", len(bars), sum(len(f) for f in bars.values()),
+             cfg.backtest.strategy, f", model {model}" if model else "")
+    result = run_replay(cfg, bars, strategy_cls=strategy_cls, bars_per_second=args.speed, journal_url=args.journal,
+                        journal_dir=out)
+    write_run(out, result, plot=cfg.backtest.plot)
+    m = result.metrics
+    print(f"replay {cfg.backtest.strategy}: total return {m['total_return']:.2%}, {m['n_trades']} trades, "
+          f"{len(result.records.orders)} orders")
+    print(f"results in {out}/ (journal.sqlite, orders.csv, trades.csv, positions.csv, equity.csv, metrics.json)")
+    return 0
+
+
+def _live(args, cfg) -> int:
+    from brokers.journal import Journal, sqlite_url
+    from brokers.secrets import load_credentials, protect_logging
+    from engine.live import LiveRunner
+    from strategies import get_strategy
+
+    credentials = load_credentials()
+    protect_logging(credentials.secrets)
+    paper = not args.live_money
+    if not paper:
+        _confirm_live_money(args.confirm_live_money)
+    strategy_cls = get_strategy(cfg.backtest.strategy)
+    symbols = _symbols(cfg)
+    model = _resolve_model(args.model, cfg, symbols)
+    state_dir = Path(args.out or cfg.live.state_dir)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    log_file = logging.FileHandler(state_dir / "live.log", encoding="utf-8")
+    log_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger().addHandler(log_file)
+    protect_logging(credentials.secrets, log_file)
+    journal = Journal(args.journal or cfg.live.journal or sqlite_url(state_dir / "journal.sqlite"),
+                      sqlite_synchronous=cfg.live.sqlite_synchronous)
+    runner = LiveRunner(cfg, strategy_cls=strategy_cls, symbols=symbols, credentials=credentials, paper=paper,
+                        journal=journal, state_dir=state_dir, model=model)
+
+    def stop(signum, _frame):
+        log.info("%s: stopping after the current bar", signal.Signals(signum).name)
+        runner.stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        runner.run()
+    finally:
+        journal.close()
+    return 0
+
+
+def _confirm_live_money(given: str | None) -> None:
+    if given is None and sys.stdin.isatty():
+        print(f"--live-money trades the REAL-MONEY account. Type '{CONFIRMATION}' to go on:", file=sys.stderr)
+        given = sys.stdin.readline().strip()
+    if given != CONFIRMATION:
+        raise UserError(f"--live-money not confirmed: type or pass --confirm-live-money '{CONFIRMATION}'")
+
+
+def _symbols(cfg) -> list[str]:
+    if cfg.live.symbols:
+        return sorted({s.upper() for s in cfg.live.symbols})
+    from feeds.loader import load_universe
+
+    return sorted(load_universe(cfg.data.paths))
+
+
+def _resolve_model(name: str | None, cfg, symbols: list[str]) -> str | None:
+    """``--model NAME``: the artefact ``models/registry/NAME``, refused (one line) when the features it
+    was trained on are not those the code computes for this run's data; returns its id for the journal."""
+    if name is None:
+        return None
+    import hashlib
+    import json
+
+    from features.from_config import engine_from_config
+    from models.registry import read_manifest
+
+    folder = Path("models") / "registry" / name
+    manifest = read_manifest(folder)
+    registry = engine_from_config(cfg, symbols).registry
+    trained, computed = manifest["feature_names"], registry.names
+    if trained != computed or manifest["feature_registry_hash"] != registry.hash():
+        unknown = sorted(set(computed) - set(trained))[:5]
+        missing = sorted(set(trained) - set(computed))[:5]
+        raise UserError(f"--model {name}: trained on other features than the code computes for this data "
+                        f"({len(trained)} vs {len(computed)}; missing {missing}, new {unknown}, or other definitions:"
+                        f" registry hash {manifest['feature_registry_hash']} vs {registry.hash()}); retrain it")
+    ids = json.dumps(manifest.get("model_ids", {}), sort_keys=True)
+    return f"{name}@{hashlib.sha256(ids.encode()).hexdigest()[:12]}"

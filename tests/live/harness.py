@@ -1,0 +1,186 @@
+"""Helpers for the live tests: the local Alpaca server loaded with sample bars, a config pointing the
+live runner at it, and waiting for the runner to reach a bar."""
+from __future__ import annotations
+
+import datetime as dt
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from brokers.journal import Journal, sqlite_url
+from brokers.testing.alpaca_server import AlpacaTestServer
+from feeds.live_feed import Bar, bars_of
+from feeds.loader import load_universe
+
+ROOT = Path(__file__).resolve().parents[2]
+SYMBOLS = ["AAPL", "JPM", "XOM"]
+STRATEGY_NAME = "momentum_breakout"
+
+
+def sample_bars(n: int, symbols=SYMBOLS, start: str = "2014-01-02") -> dict[str, list[Bar]]:
+    """``n`` real daily bars per symbol from the sample data, from ``start``."""
+    universe = load_universe([ROOT / "data" / "sample" / f"{s}_data.csv" for s in symbols], start=start)
+    return {s: bars_of(frame.iloc[:n]) for s, frame in universe.items()}
+
+
+def restamp(bars: dict[str, list[Bar]], first: dt.datetime, step: dt.timedelta) -> list[dict[str, Bar]]:
+    """The bars as consecutive groups stamped ``first``, ``first + step`` ... (one group per row)."""
+    n = min(len(v) for v in bars.values())
+    return [{s: bars[s][i]._replace(datetime=first + i * step) for s in bars} for i in range(n)]
+
+
+def live_config_text(server: AlpacaTestServer, state_dir: Path, *, extra: str = "") -> str:
+    urls = "\n".join(f'{k} = "{v}"' for k, v in server.urls.items())
+    return f"""
+[backtest]
+cash = 100000.0
+progress = false
+
+[costs]
+commission_bps = 1.0
+slippage_bps = 5.0
+
+[momentum_breakout]
+breakout_bars = 3
+momentum_bars = 2
+trend_bars = 3
+max_hold_bars = 4
+position_weight = 0.2
+
+[risk]
+max_position_weight = 0.3
+
+[live]
+symbols = {SYMBOLS!r}
+timeframe = "1Min"
+calendar = "24/7"
+warmup_bars = 20
+max_catchup_bars = 1
+bar_complete_seconds = 0.5
+stale_after_seconds = 1e9
+poll_seconds = 0.05
+prewarm_minutes = 0.0
+retry_attempts = 3
+retry_min_seconds = 0.05
+retry_max_seconds = 0.2
+request_timeout_seconds = 5.0
+order_sync_seconds = 0.5
+commission_bps = 1.0
+order_id_prefix = "t-"
+state_dir = "{state_dir}"
+{urls}
+{extra}
+"""
+
+
+def load_server(server: AlpacaTestServer, groups: list[dict[str, Bar]]) -> None:
+    for group in groups:
+        for symbol, bar in group.items():
+            server.add_history(symbol, [bar])
+
+
+def wait_for(predicate, timeout: float = 20.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def processed_bar(journal_path: Path, name: str) -> dt.datetime | None:
+    """The last bar the runner saved its state after (None before its first)."""
+    if not journal_path.exists():
+        return None
+    journal = Journal(sqlite_url(journal_path))
+    try:
+        saved = journal.load_state(name)
+        return saved[0] if saved else None
+    finally:
+        journal.close()
+
+
+def now_minute() -> dt.datetime:
+    return pd.Timestamp.now(tz="UTC").floor("min").tz_localize(None).to_pydatetime()
+
+
+class Deployment:
+    """One live deployment against the test server: config, journal, runner threads, bar driving."""
+
+    def __init__(self, server: AlpacaTestServer, tmp: Path, *, extra: str = "", history: int = 40, live: int = 30):
+        import datetime as _dt
+
+        self.server, self.tmp = server, tmp
+        self.state = tmp / "state"
+        self.config_path = tmp / "live.toml"
+        self.config_path.write_text(live_config_text(server, self.state, extra=extra))
+        bars = sample_bars(history + live)
+        # history ends yesterday; live bars are stamped from tomorrow's midnight, so they are never stale
+        # and a backtest can start trading exactly at the first one (``backtest.start`` is a date)
+        tomorrow = _dt.datetime.combine(now_minute().date() + _dt.timedelta(days=1), _dt.time())
+        self.history = restamp({s: b[:history] for s, b in bars.items()}, tomorrow - _dt.timedelta(days=1, hours=2),
+                               _dt.timedelta(minutes=1))
+        self.live = restamp({s: b[history:] for s, b in bars.items()}, tomorrow, _dt.timedelta(minutes=1))
+        load_server(server, self.history)
+        self.journal_path = self.state / "journal.sqlite"
+        self.runner = self.thread = None
+
+    @property
+    def config(self):
+        from config import load_config
+
+        return load_config(self.config_path)
+
+    def start(self, strategy_cls=None):
+        import threading
+
+        from brokers.secrets import Credentials
+        from engine.live import LiveRunner
+        from strategies import get_strategy
+
+        cfg = self.config
+        self.journal = Journal(sqlite_url(self.journal_path))
+        self.runner = LiveRunner(cfg, strategy_cls=strategy_cls or get_strategy(STRATEGY_NAME), symbols=SYMBOLS,
+                                 credentials=Credentials(self.server.key_id, self.server.secret_key), paper=True,
+                                 journal=self.journal, state_dir=self.state)
+        self.thread = threading.Thread(target=self.runner.run, kwargs={"max_sessions": 1}, daemon=True)
+        self.thread.start()
+        wait_for(lambda: self.server.connected() == (1, 1), what="the runner's streams")
+        return self.runner
+
+    def push(self, groups) -> None:
+        """Push bars one timestamp at a time, each once the runner has decided the previous one."""
+        for group in groups:
+            self.server.push(group)
+            when = max(b.datetime for b in group.values())
+            wait_for(lambda: (processed_bar(self.journal_path, self.runner.name) or dt.datetime.min) >= when,
+                     what=f"the runner to process {when}")
+
+    def stop(self) -> None:
+        self.runner.stop()
+        self.thread.join(30)
+        assert not self.thread.is_alive()
+        self.journal.close()
+        wait_for(lambda: self.server.connected() == (0, 0), what="the streams to close")
+
+    def session_orders(self) -> pd.DataFrame:
+        folder = sorted((self.state / "sessions").iterdir())[-1]
+        orders = pd.read_csv(folder / "orders.csv", parse_dates=["datetime", "filled_datetime"])
+        return orders
+
+    def backtest_orders(self, **overrides) -> pd.DataFrame:
+        """The backtest of the same bars, trading from the first live bar (the day the live bars start)."""
+        from config import load_config
+        from engine.backtest import build_cerebro, collect_records
+
+        frames = {}
+        for symbol in SYMBOLS:
+            rows = [g[symbol] for g in self.history + self.live]
+            frames[symbol] = pd.DataFrame([r[1:] for r in rows], columns=list(Bar._fields[1:]),
+                                          index=pd.DatetimeIndex([r.datetime for r in rows], name="datetime"))
+        start = self.live[0][SYMBOLS[0]].datetime.date()
+        cfg = load_config(self.config_path, {"backtest.start": start, **overrides})
+        strategy = build_cerebro(cfg, frames).run()[0]
+        return collect_records(strategy, start).orders

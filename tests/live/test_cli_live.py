@@ -1,0 +1,74 @@
+"""``run.py live`` as a trader meets it: paper by default, real money only when confirmed, and every
+error one line with exit status 2, no traceback, no secret."""
+from pathlib import Path
+
+import pytest
+
+import run
+from brokers.secrets import KEY_VAR, SECRET_VAR
+from cli.live import CONFIRMATION
+
+SECRET = "cli-planted-secret-9Qx"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def keys(monkeypatch, tmp_path):
+    monkeypatch.setenv(KEY_VAR, "PKCLITEST0001")
+    monkeypatch.setenv(SECRET_VAR, SECRET)
+    monkeypatch.chdir(tmp_path)
+    config = tmp_path / "live.toml"
+    config.write_text(f"""
+[live]
+symbols = ["AAPL"]
+trading_url = "http://127.0.0.1:9"
+data_url = "http://127.0.0.1:9"
+retry_attempts = 2
+retry_min_seconds = 0.01
+retry_max_seconds = 0.02
+state_dir = "{tmp_path / 'state'}"
+""")
+    return config
+
+
+def one_line_error(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err and "Traceback" not in "\n".join(err)
+    return err[-1]
+
+
+@pytest.mark.parametrize("phrase", [None, "yes"])
+def test_real_money_needs_the_exact_confirmation(keys, capsys, phrase):
+    args = ["live", "--config", str(keys), "--live-money"] + (["--confirm-live-money", phrase] if phrase else [])
+    assert run.main(args) == 2
+    line = one_line_error(capsys)
+    assert "--live-money not confirmed" in line and CONFIRMATION in line
+
+
+def test_unreachable_broker_is_retried_then_one_clear_line(keys, capsys):
+    assert run.main(["live", "--config", str(keys)]) == 2
+    line = one_line_error(capsys)
+    assert line == "error: Alpaca unreachable (account at 127.0.0.1:9): no connection after 2 attempts"
+    assert SECRET not in capsys.readouterr().err
+
+
+def test_an_unknown_model_is_one_line(capsys):
+    assert run.main(["live", "--replay", "data/sample/AAPL_data.csv", "--model", "no-such-model"]) == 2
+    assert "no-such-model: not a model folder" in one_line_error(capsys)
+
+
+def test_a_model_trained_on_other_features_is_refused(tmp_path, monkeypatch, capsys):
+    folder = tmp_path / "models" / "registry" / "old"
+    folder.mkdir(parents=True)
+    (folder / "manifest.json").write_text('{"feature_names": ["ret_1", "ret_2"], "feature_registry_hash": "x"}')
+    config = tmp_path / "run.toml"
+    config.write_text(f'[data]\nsector_map = "{ROOT / "data" / "sectors.csv"}"\n')
+    monkeypatch.chdir(tmp_path)  # models/registry/ is found from the working folder
+    sample = str(ROOT / "data" / "sample" / "AAPL_data.csv")
+    assert run.main(["live", "--replay", sample, "--config", str(config), "--model", "old"]) == 2
+    assert "--model old: trained on other features than the code computes" in one_line_error(capsys)
+
+
+def test_replay_speed_must_not_be_negative(capsys):
+    assert run.main(["live", "--replay", "data/sample/AAPL_data.csv", "--speed", "-1"]) == 2
+    assert "--speed" in one_line_error(capsys)

@@ -1,0 +1,66 @@
+"""The bar clock hands out one timestamp at a time; the stale-data watchdog names why entries wait."""
+import datetime as dt
+import time
+
+from brokers.calendar import MarketCalendar
+from config import load_config
+from feeds.alpaca_feed import AlpacaBarSource
+from feeds.live_feed import Bar, BarClock, BarGroup, group_bars
+
+T = dt.datetime(2024, 1, 2, 14, 30)
+
+
+def bar(minute, close=10.0):
+    return Bar(T + dt.timedelta(minutes=minute), close, close, close, close, 1.0)
+
+
+class Scripted:
+    """A bar source that gives the listed answers in turn."""
+
+    def __init__(self, answers):
+        self.answers = list(answers)
+
+    def start(self):
+        pass
+
+    def stop(self):
+        pass
+
+    def next_group(self, timeout):
+        return self.answers.pop(0) if self.answers else False
+
+
+def test_clock_releases_the_next_timestamp_only_once_the_last_is_taken():
+    groups = group_bars({"A": [bar(0), bar(1)], "B": [bar(1)]}, live=True)
+    seen = []
+    clock = BarClock(Scripted([groups[0], None, groups[1]]))
+    clock.add_listener(lambda g: seen.append(g.datetime))
+    idle = []
+    clock.idle_listeners.append(lambda: idle.append(True))
+    clock.get_notifications()
+    assert clock.take("B") is None and clock.take("A") == bar(0)
+    clock.get_notifications()  # nothing came: B and A wait, the idle listeners hear it
+    assert clock.take("A") is None and idle == [True]
+    clock.get_notifications()
+    assert clock.take("A") == bar(1)
+    clock.get_notifications()  # B's bar of this time is still untaken: no new timestamp
+    assert seen == [T, T + dt.timedelta(minutes=1)]
+    assert clock.take("B") == bar(1)
+    clock.get_notifications()
+    assert clock.take("A") is False and clock.finished
+
+
+def test_watchdog_names_a_silent_feed_and_an_old_bar():
+    cfg = load_config(overrides={"live.timeframe": "1Min", "live.calendar": "24/7",
+                                 "live.stale_after_seconds": 0.05}).live
+    calendar = MarketCalendar("24/7")
+    now = calendar.local(calendar.now())
+    source = AlpacaBarSource(None, ["A"], calendar, cfg, history_start=calendar.now(), end=None, stream=True)
+    assert source.stale_reason() is None
+    source.last_arrival = time.monotonic() - 1.0
+    assert source.stale_reason().startswith("stale data: no bar for 1 s")
+    source.last_arrival = time.monotonic()
+    source._release(BarGroup(now - dt.timedelta(minutes=5), {"A": bar(0)}, live=True))
+    assert source.stale_reason().startswith(f"stale data: the bar of {now - dt.timedelta(minutes=5)} is")
+    source._release(BarGroup(now + dt.timedelta(minutes=1), {"A": bar(0)}, live=True))
+    assert source.stale_reason() is None

@@ -1,0 +1,192 @@
+"""A live deployment on the real alpaca-py clients against the local Alpaca-compatible server: the
+orders equal the backtest's, rejections, partial fills, stale data, disconnects, and restarts."""
+import logging
+
+import pandas as pd
+import pytest
+from numpy.testing import assert_allclose
+
+from brokers.journal import Journal, sqlite_url
+from brokers.testing.alpaca_server import AlpacaTestServer
+from strategies.momentum_breakout import MomentumBreakout
+from tests.live.harness import Deployment, wait_for
+
+pytestmark = pytest.mark.slow
+
+COMPARED = ["datetime", "symbol", "side", "size", "type", "status", "filled_datetime"]
+
+
+@pytest.fixture
+def server():
+    # the test server fills with the backtest's costs ([costs] in the harness config)
+    with AlpacaTestServer(commission_bps=1.0, slippage_bps=5.0) as srv:
+        yield srv
+
+
+@pytest.fixture
+def deployment(server, tmp_path):
+    deployed = Deployment(server, tmp_path)
+    yield deployed
+    if deployed.thread is not None and deployed.thread.is_alive():  # a failed test: stop its runner
+        deployed.stop()
+
+
+def test_live_orders_equal_the_backtests_on_the_same_bars(server, deployment):
+    """Warm-up from history, then streamed bars: every order (time, symbol, side, size, type, status,
+    fill time and price) is the backtest's, through the real alpaca-py clients."""
+    deployment.start()
+    deployment.push(deployment.live)
+    deployment.stop()
+    live, backtest = deployment.session_orders(), deployment.backtest_orders()
+    assert len(live) >= 20
+    pd.testing.assert_frame_equal(live[COMPARED], backtest[COMPARED], check_dtype=False)
+    assert_allclose(live["price"], backtest["price"], rtol=1e-12)
+    assert len(server.submissions) == len(set(server.submissions))  # no order sent twice
+
+
+def test_rejection_reaches_the_strategy_with_the_reason_and_is_not_retried(server, deployment, caplog):
+    deployment.start()
+    server.reject_next("asset XOM is not tradable", symbol="XOM", status=422)
+    with caplog.at_level(logging.WARNING, logger="live.broker"):
+        deployment.push(deployment.live[:10])  # the strategy hears of it at the bar after
+    deployment.stop()
+    journal = Journal(sqlite_url(deployment.journal_path))
+    rejected = [o for o in journal.orders() if o.status == "rejected"]
+    assert rejected and rejected[0].symbol == "XOM" and rejected[0].status_reason == "asset XOM is not tradable"
+    assert server.submissions.count(rejected[0].client_order_id) == 1
+    assert "broker rejected order" in caplog.text and "not tradable" in caplog.text
+    orders = deployment.session_orders()
+    assert "rejected" in set(orders.loc[orders["symbol"] == "XOM", "status"])
+
+
+def test_partial_fills_are_journaled_and_complete_the_order(server, deployment):
+    deployment.start()
+    for symbol in ("AAPL", "JPM", "XOM"):
+        server.split_next_fill(symbol, parts=3)
+    deployment.push(deployment.live[:8])
+    deployment.stop()
+    journal = Journal(sqlite_url(deployment.journal_path))
+    split = [o for o in journal.orders() if len(journal.fills(o.client_order_id)) == 3]
+    assert split, "a fill split in three reaches the journal as three fills"
+    order = split[0]
+    assert order.status == "filled" and sum(f["qty"] for f in journal.fills(order.client_order_id)) == order.qty
+    orders = deployment.session_orders()
+    assert orders.loc[orders["client_order_id"] == order.client_order_id, "status"].item() == "completed"
+
+
+def test_stale_bars_halt_new_entries(server, deployment):
+    """Bars a day old are stale (stale_after_seconds = 60): entries (and their stop legs) are refused
+    with the reason and never sent."""
+    text = deployment.config_path.read_text().replace("stale_after_seconds = 1e9", "stale_after_seconds = 60.0")
+    deployment.config_path.write_text(text)
+    deployment.live = [{s: b._replace(datetime=b.datetime - pd.Timedelta(days=1)) for s, b in g.items()}
+                       for g in deployment.live]
+    deployment.start()
+    deployment.push(deployment.live[:6])
+    deployment.stop()
+    journal = Journal(sqlite_url(deployment.journal_path))
+    refused = [o for o in journal.orders() if o.status == "rejected"]
+    assert refused and all(o.status_reason.startswith("stale data: the bar of") for o in refused)
+    assert all(o.side == "buy" for o in refused if o.parent_client_order_id is None)
+    assert not server.submissions
+
+
+def test_streams_reconnect_and_missed_bars_are_fetched(server, deployment):
+    deployment.start()
+    deployment.push(deployment.live[:4])
+    server.drop_streams()
+    missed = deployment.live[4]
+    server.push(missed)  # nobody is listening: only the history has it
+    wait_for(lambda: server.connected() == (1, 1), timeout=15, what="the streams to reconnect")
+    deployment.push(deployment.live[5:10])
+    deployment.stop()
+    equity = pd.read_csv(sorted((deployment.state / "sessions").iterdir())[-1] / "equity.csv",
+                         parse_dates=["datetime"])
+    assert max(missed.values()).datetime in set(equity["datetime"])  # the missed minute was processed
+    assert len(server.submissions) == len(set(server.submissions))
+    journal = Journal(sqlite_url(deployment.journal_path))
+    assert {o.client_order_id for o in journal.orders() if o.venue_order_id} == \
+        {o.client_order_id for o in server.engine.orders.values() if o.parent_id is None} | \
+        {o.client_order_id for o in journal.orders() if o.parent_client_order_id and o.venue_order_id}
+
+
+class KillSwitchBreakout(MomentumBreakout):
+    """The baseline with a kill switch that trips after the first closed trade and survives restarts
+    through the export_state/import_state hook."""
+
+    def __init__(self):
+        super().__init__()
+        self.halted = False
+        self.closed_trades = 0
+
+    def notify_trade(self, trade):
+        if trade.isclosed:
+            self.closed_trades += 1
+            self.halted = True
+
+    def open_and_pending(self):
+        # tripped: no free slot for entries; exits go on
+        return self.cfg.risk.max_positions if self.halted else super().open_and_pending()
+
+    def export_state(self):
+        return {"halted": self.halted, "closed_trades": self.closed_trades}
+
+    def import_state(self, state):
+        self.halted, self.closed_trades = state["halted"], state["closed_trades"]
+
+
+def test_kill_switch_and_positions_survive_a_restart(server, deployment):
+    deployment.start(KillSwitchBreakout)
+    groups = iter(deployment.live)
+    while True:
+        deployment.push([next(groups)])
+        saved = Journal(sqlite_url(deployment.journal_path)).load_state(deployment.runner.name)
+        if saved[1]["strategy"]["halted"]:
+            break
+    deployment.stop()
+    sent_before = len(server.submissions)
+    held_before = server.positions()
+    runner = deployment.start(KillSwitchBreakout)
+    deployment.push(list(groups)[:6])
+    deployment.stop()
+    journal = Journal(sqlite_url(deployment.journal_path))
+    new_orders = [journal.order(cid) for cid in server.submissions[sent_before:]]
+    assert not [o for o in new_orders if o.side == "buy"], "a tripped kill switch stays tripped after a restart"
+    assert runner.name == deployment.runner.name
+    # the position held before the restart is adopted and still managed: its plan exits it
+    assert held_before and {o.symbol for o in new_orders if o.side == "sell"} == set(held_before)
+
+
+def test_daily_session_trades_the_days_bar_once(server, tmp_path):
+    """1Day: after the close the session warms up on history and decides only the day's (fresh) bar; the
+    bar still forming is not used, and the same close is not traded twice."""
+    import datetime as dt
+    import json
+    import threading
+
+    from brokers.secrets import Credentials
+    from config import load_config
+    from engine.live import LiveRunner
+    from strategies import get_strategy
+    from tests.live.harness import SYMBOLS, live_config_text, load_server, now_minute, restamp, sample_bars
+
+    today = dt.datetime.combine(now_minute().date(), dt.time())
+    groups = restamp(sample_bars(41), today - dt.timedelta(days=40), dt.timedelta(days=1))  # the last: today
+    load_server(server, groups)
+    config = tmp_path / "daily.toml"
+    config.write_text(live_config_text(server, tmp_path / "state").replace('timeframe = "1Min"', 'timeframe = "1Day"')
+                      + "\ndaily_bar_delay_seconds = 0.0\n")
+    journal = Journal(sqlite_url(tmp_path / "state" / "journal.sqlite"))
+    runner = LiveRunner(load_config(config), strategy_cls=get_strategy("momentum_breakout"), symbols=SYMBOLS,
+                        credentials=Credentials(server.key_id, server.secret_key), paper=True, journal=journal,
+                        state_dir=tmp_path / "state")
+    thread = threading.Thread(target=runner.run, kwargs={"max_sessions": 1})
+    thread.start()
+    thread.join(60)
+    assert not thread.is_alive()
+    yesterday = today - dt.timedelta(days=1)
+    assert journal.load_state(runner.name)[0] == yesterday  # today's bar is still forming
+    summary = json.loads(next((tmp_path / "state" / "sessions").glob("*/summary.json")).read_text())
+    assert summary["traded_from"] == str(yesterday) and summary["bars"] == 1
+    assert all(o.bar_datetime == yesterday for o in journal.orders())
+    assert runner._next_session() is not None  # this close is done: the next session is tomorrow's
