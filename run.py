@@ -17,6 +17,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # quiet TensorFlow's start-u
 COMMANDS = {
     "backtest": "run a backtest on historical bars and write metrics, records, plots and a report",
     "features": "write the feature matrix of some data (the same code path the strategy uses)",
+    "train": "train the ML ensemble walk-forward on history and save it in the model registry for live use",
     "live": "trade the strategy on Alpaca (paper by default), or --replay recorded bars through the live path",
 }
 
@@ -26,10 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, help_text in COMMANDS.items():
-        try:  # TEMP-DEV: until every command module lands
-            module = importlib.import_module(f"cli.{name}")
-        except ModuleNotFoundError:
-            continue
+        module = importlib.import_module(f"cli.{name}")
         cmd = sub.add_parser(name, help=help_text, description=help_text)
         module.add_arguments(cmd)
         cmd.set_defaults(_module=module)

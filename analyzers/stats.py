@@ -250,15 +250,30 @@ def bootstrap_sharpe_interval(returns: pd.Series | np.ndarray, *, n_samples: int
     return (float(lo), float(hi))
 
 
-def sharpe_uncertainty(equity: pd.Series, *, n_samples: int, seed: int) -> dict:
-    """PSR against zero and a bootstrap 95% interval of the annualised Sharpe ratio."""
+def sharpe_uncertainty(equity: pd.Series, *, n_samples: int, seed: int, n_trials: int | None = None) -> dict:
+    """PSR against zero and a bootstrap 95% interval of the annualised Sharpe ratio; with
+    ``n_trials`` (configurations tried to get this one), the deflated Sharpe ratio too.
+
+    The configurations a hyperparameter search tries are scored by their models' loss, not by a
+    backtest, so there are no per-trial Sharpe ratios to take the variance of: the deflation uses
+    the sampling variance of a per-period Sharpe estimate of an unskilled strategy, 1 / (n - 1)
+    (Lo 2002), as the spread the best of ``n_trials`` would show by luck.
+    """
     rets = daily_returns(equity.dropna())
+    out = {"probabilistic_sharpe": None, "sharpe_ci_95": [None, None]}
+    if n_trials is not None:
+        out.update(deflated_sharpe=None, n_trials=int(n_trials))
     if len(rets) < 3 or rets.std() <= 1e-12:
-        return {"probabilistic_sharpe": None, "sharpe_ci_95": [None, None]}
-    sr = float(rets.mean() / rets.std())
-    psr = probabilistic_sharpe_ratio(sr, len(rets), float(sps.skew(rets)), float(sps.kurtosis(rets, fisher=False)))
+        return out
+    sr, n = float(rets.mean() / rets.std()), len(rets)
+    skew, kurtosis = float(sps.skew(rets)), float(sps.kurtosis(rets, fisher=False))
     lo, hi = bootstrap_sharpe_interval(rets, n_samples=n_samples, seed=seed)
-    return {"probabilistic_sharpe": _finite(psr), "sharpe_ci_95": [_finite(lo), _finite(hi)]}
+    out.update(probabilistic_sharpe=_finite(probabilistic_sharpe_ratio(sr, n, skew, kurtosis)),
+               sharpe_ci_95=[_finite(lo), _finite(hi)])
+    if n_trials is not None:
+        out["deflated_sharpe"] = _finite(deflated_sharpe_ratio(sr, n, skew, kurtosis, max(int(n_trials), 1),
+                                                               1.0 / (n - 1)))
+    return out
 
 
 def monthly_returns(equity: pd.Series) -> pd.DataFrame:

@@ -72,5 +72,15 @@ def run(args: argparse.Namespace) -> int:
           f"win rate {(m['win_rate'] or 0):.1%}")
     print(f"buy and hold: total return {bh['total_return']:.2%}, CAGR {bh['cagr']:.2%}, "
           f"Sharpe {bh['sharpe'] or 0:.2f}, max drawdown {bh['max_drawdown']:.2%}")
+    wf = m.get("walk_forward")
+    if wf is not None:
+        lo, hi = wf["directional_accuracy_ci95"]
+        print(f"models, out of sample ({wf['retrains']} walk-forward retrains): {wf['horizon']}-bar directional "
+              f"accuracy {wf['directional_accuracy']:.2%} (95% {lo:.2%}..{hi:.2%}), always-up "
+              f"{wf['baselines']['always_up']['accuracy']:.2%}, AUC {wf['auc'] or 0:.3f}, IC {wf['ic'] or 0:.3f}; "
+              f"deflated Sharpe {m['deflated_sharpe'] or 0:.2f} over {m['n_trials']} configurations")
+        if wf["leak_alarm"]:
+            print(f"WARNING: accuracy above {wf['leak_alarm_accuracy']:.0%} on daily data is a probable leak: "
+                  "see report.html")
     print(f"results in {out}/ (report.html, metrics.json, trades.csv, orders.csv, positions.csv, equity.csv)")
     return 0

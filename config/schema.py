@@ -72,6 +72,14 @@ class MomentumBreakoutConfig(Section):
     position_weight: float = Field(gt=0, le=1, description="target weight of each new position")
 
 
+class MLStrategyConfig(Section):
+    """The ``ml`` strategy's entry rule: the ensemble's calibrated call at the decision horizon."""
+
+    min_confidence: float = Field(ge=0.5, le=1, description="enter only when the calibrated P(rise) at the decision horizon is at least this")
+    min_expected_return: float = Field(description="... and the expected simple return over the decision horizon is above this")
+    max_hold_bars: int | None = Field(ge=1, description="exit after this many bars; empty: the models' decision horizon")
+
+
 class RiskScoreWeights(Section):
     """Weights of the risk components in the one risk score (they sum to 1)."""
 
@@ -363,6 +371,7 @@ class Config(Section):
     costs: CostsConfig
     backtest: BacktestConfig
     momentum_breakout: MomentumBreakoutConfig
+    ml: MLStrategyConfig
     risk: RiskConfig
     features: FeaturesConfig
     models: ModelsConfig

@@ -10,6 +10,7 @@ import logging
 import sys
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
 from analyzers import records, stats
@@ -61,6 +62,17 @@ def trading_calendar(bars: dict[str, pd.DataFrame]) -> pd.DatetimeIndex:
     return index
 
 
+def add_observers_and_records(cerebro: bt.Cerebro) -> None:
+    """What every run draws and records, backtest and live alike: buy/sell marks, stop and target
+    levels, and the orders, trades, positions and equity analyzers ``collect_records`` reads."""
+    cerebro.addobservermulti(bt.observers.BuySell, barplot=True)
+    cerebro.addobservermulti(StopTargetLevels)
+    cerebro.addanalyzer(records.OrderLog, _name="orders")
+    cerebro.addanalyzer(records.TradeLog, _name="trades")
+    cerebro.addanalyzer(records.PositionLog, _name="positions")
+    cerebro.addanalyzer(records.EquityLog, _name="equity")
+
+
 def build_cerebro(cfg: Config, bars: dict[str, pd.DataFrame], *, strategy_cls=None, progress: bool = False,
                   runonce: bool | None = None, **strategy_kwargs) -> bt.Cerebro:
     strategy_cls = strategy_cls or get_strategy(cfg.backtest.strategy)
@@ -70,12 +82,7 @@ def build_cerebro(cfg: Config, bars: dict[str, pd.DataFrame], *, strategy_cls=No
         cerebro.adddata(bars_to_feed(symbol, frame))
     configure_broker(cerebro.broker, cfg)
     cerebro.addstrategy(strategy_cls, cfg=cfg, **strategy_kwargs)
-    cerebro.addobservermulti(bt.observers.BuySell, barplot=True)
-    cerebro.addobservermulti(StopTargetLevels)
-    cerebro.addanalyzer(records.OrderLog, _name="orders")
-    cerebro.addanalyzer(records.TradeLog, _name="trades")
-    cerebro.addanalyzer(records.PositionLog, _name="positions")
-    cerebro.addanalyzer(records.EquityLog, _name="equity")
+    add_observers_and_records(cerebro)
     if progress:
         cerebro.addanalyzer(records.Progress, _name="progress", total=len(trading_calendar(bars)))
     return cerebro
@@ -99,17 +106,49 @@ def collect_records(strategy, start: dt.date | None = None) -> RunRecords:
     return RunRecords(orders=orders, trades=trades, positions=positions.reset_index(drop=True), equity=equity)
 
 
+def walk_forward_section(cfg: Config, strategy, top_features: int = 25) -> dict | None:
+    """The ``walk_forward`` section of metrics.json for a strategy that trains models walk-forward
+    (it has ``walk_forward()``): out-of-sample scores per fold and in all at the decision horizon
+    beside the always-up and last-return baselines (``models.evaluation.evaluate``), the accuracy at
+    every horizon, the mean feature importance and the configurations the searches tried."""
+    got = strategy.walk_forward() if hasattr(strategy, "walk_forward") else None
+    if got is None:
+        return None
+    from models.evaluation import evaluate, to_jsonable
+
+    result, data = got
+    m = cfg.models
+    section = evaluate(result.predictions, data.labels, data.close, m.decision_horizon, result.folds,
+                       cfg.report.leak_alarm_accuracy, time_of=data.time_of)
+    section["by_horizon"] = {}
+    for h in m.horizons:
+        scores = section if h == m.decision_horizon else evaluate(result.predictions, data.labels, data.close, h)
+        section["by_horizon"][str(h)] = {key: scores[key] for key in
+                                         ("directional_accuracy", "directional_accuracy_ci95", "auc", "ic", "samples")}
+    gains = [f.feature_importance for f in result.folds if f.feature_importance is not None]
+    if gains:
+        mean = np.mean(gains, axis=0)
+        order = np.argsort(-mean, kind="stable")[:top_features]
+        section["feature_importance"] = {data.feature_names[i]: float(mean[i]) for i in order}
+    section.update(models=list(result.base_names), retrains=len(result.folds),
+                   n_configurations=int(result.n_configurations))
+    return to_jsonable(section)
+
+
 def compute_metrics(cfg: Config, bars: dict[str, pd.DataFrame], rec: RunRecords,
-                    bh: pd.DataFrame) -> dict:
-    """Every figure of metrics.json: the strategy's at the top level, buy-and-hold's beside them."""
+                    bh: pd.DataFrame, walk_forward: dict | None = None) -> dict:
+    """Every figure of metrics.json: the strategy's at the top level, buy-and-hold's beside them,
+    and the models' out-of-sample evaluation (``walk_forward``) when the strategy trains models;
+    its Sharpe ratio is then deflated by the configurations tried (plus the one finally used)."""
     equity = rec.equity.set_index(pd.to_datetime(rec.equity["datetime"]))["equity"]
     strategy_figures = stats.return_metrics(equity)
     strategy_figures.update(stats.trade_metrics(rec.trades, n_days=strategy_figures["n_days"] + 1))
     strategy_figures.update(stats.exposure_and_turnover(rec.equity, rec.positions, rec.orders))
     strategy_figures["slippage_paid"] = stats.slippage_paid(strategy_figures["traded_value"], cfg.costs.slippage_bps)
     strategy_figures["costs_paid"] = strategy_figures["commission_paid"] + strategy_figures["slippage_paid"]
+    n_trials = None if walk_forward is None else walk_forward["n_configurations"] + 1
     strategy_figures.update(stats.sharpe_uncertainty(equity, n_samples=cfg.report.bootstrap_samples,
-                                                     seed=cfg.backtest.seed))
+                                                     seed=cfg.backtest.seed, n_trials=n_trials))
     bh_figures = stats.return_metrics(bh["equity"])
     bh_figures.update(stats.sharpe_uncertainty(bh["equity"], n_samples=cfg.report.bootstrap_samples,
                                                seed=cfg.backtest.seed))
@@ -117,6 +156,7 @@ def compute_metrics(cfg: Config, bars: dict[str, pd.DataFrame], rec: RunRecords,
         "strategy": cfg.backtest.strategy,
         **strategy_figures,
         "buy_and_hold": bh_figures,
+        **({"walk_forward": walk_forward} if walk_forward is not None else {}),
         "symbols": sorted(bars),
         "data_range": {"start": str(equity.index[0]), "end": str(equity.index[-1]), "bars": int(len(equity))},
         "seed": cfg.backtest.seed,
@@ -136,6 +176,6 @@ def run_backtest(cfg: Config, bars: dict[str, pd.DataFrame], *, strategy_cls=Non
     calendar = pd.DatetimeIndex(pd.to_datetime(rec.equity["datetime"]))
     bh = stats.buy_and_hold(bars, cfg.backtest.cash, commission_bps=cfg.costs.commission_bps,
                             slippage_bps=cfg.costs.slippage_bps, calendar=calendar)
-    metrics = compute_metrics(cfg, bars, rec, bh)
+    metrics = compute_metrics(cfg, bars, rec, bh, walk_forward_section(cfg, strategy))
     return BacktestResult(cfg=cfg, symbols=sorted(bars), records=rec, buy_and_hold=bh, metrics=metrics,
                           cerebro=cerebro, strategy=strategy)

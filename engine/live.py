@@ -24,15 +24,15 @@ from typing import Callable
 
 import pandas as pd
 
-from analyzers import records, stats
+from analyzers import stats
 from brokers.journal import Journal, sqlite_url
 from brokers.live_broker import LiveBroker, OrderFlush
 from config import Config
-from engine.backtest import BacktestResult, collect_records, compute_metrics, trading_calendar
+from engine.backtest import (BacktestResult, add_observers_and_records, collect_records, compute_metrics,
+                             trading_calendar)
 from engine.compat import bt
 from feeds.alpaca_feed import INTERVALS
 from feeds.live_feed import BarClock, BarGroup, ReplaySource, make_feeds, timeframe_of
-from observers.stops import StopTargetLevels
 from strategies import get_strategy
 
 log = logging.getLogger("live")
@@ -145,13 +145,8 @@ class LiveSession:
         self.cerebro.broker = self.broker
         self.cerebro.addstrategy(strategy_cls, cfg=cfg, **(strategy_kwargs or {}))
         # the backtest's observers and recorders (engine.backtest.build_cerebro)
-        self.cerebro.addobservermulti(bt.observers.BuySell, barplot=True)
-        self.cerebro.addobservermulti(StopTargetLevels)
         self.cerebro.addanalyzer(OrderFlush, _name="order_flush")
-        self.cerebro.addanalyzer(records.OrderLog, _name="orders")
-        self.cerebro.addanalyzer(records.TradeLog, _name="trades")
-        self.cerebro.addanalyzer(records.PositionLog, _name="positions")
-        self.cerebro.addanalyzer(records.EquityLog, _name="equity")
+        add_observers_and_records(self.cerebro)
         self.cerebro.addanalyzer(StateKeeper, _name="state", session=self)
         clock.add_listener(self._on_release)
         clock.idle_listeners.append(self._on_idle)

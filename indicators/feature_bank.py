@@ -94,6 +94,33 @@ class FeatureHub:
         self._row_of = {float(x): t for t, x in enumerate(calendar)}
         self._calendar = calendar
 
+    @property
+    def panel(self):
+        """The batch ``FeaturePanel`` (runonce, once computed), else None."""
+        return self._panel
+
+    def price_grid(self, fields=("close", "high", "low")) -> dict[str, np.ndarray]:
+        """(runonce) {field: (T, N)} the datas' preloaded prices on the panel's calendar, NaN where a
+        symbol has no bar: the prices the models' labels and risk statistics are computed from."""
+        self.compute_batch()
+        out = {field: np.full((len(self._calendar), self.n), np.nan) for field in fields}
+        for j, data in enumerate(self.datas):
+            size = data.buflen()
+            rows = np.searchsorted(self._calendar, np.asarray(data.lines.datetime.array[:size], dtype=np.float64))
+            for field in fields:
+                out[field][rows, j] = np.asarray(getattr(data.lines, field).array[:size], dtype=np.float64)
+        return out
+
+    def calendar_index(self) -> int:
+        """The current bar's row on the run's calendar: the panel's row (runonce), else the count
+        of timestamps the stream has seen, minus one."""
+        if self._panel is None and self._runonce():
+            self.compute_batch()
+        if self._panel is not None:
+            return self._row_of[self.strategy.datetime[0]]
+        self.advance()
+        return self.calendar_bars - 1
+
     def warm_flags(self, data) -> np.ndarray:
         """Per bar of ``data`` (runonce): 1.0 where every feature of its symbol is past its warm-up."""
         size = data.buflen()

@@ -141,14 +141,18 @@ class EnsemblePredictor:
         """Indices of the ``lstm.top_features`` most useful features: the trees' normalised gain
         (averaged over the tree models), else |Spearman correlation| with the decision horizon."""
         k = min(self.cfg.lstm.top_features, X.shape[1])
-        gains = [g / g.sum() for name in TREE_MODELS if name in self.plugins
-                 for g in [self.plugins[name].feature_importance()] if g is not None and g.sum() > 0]
-        if gains:
-            score = np.mean(gains, axis=0)
-        else:
+        score = self.feature_importance()
+        if score is None:
             corr = pd.DataFrame(X).corrwith(pd.Series(y[:, self.decision_index]), method="spearman")
             score = corr.abs().fillna(0.0).to_numpy()
         return np.sort(np.argsort(-score, kind="stable")[:k])
+
+    def feature_importance(self) -> np.ndarray | None:
+        """(F,) the tree models' gain per feature, each normalised to sum 1, averaged over the tree
+        models of the last fit; None without a fitted tree model."""
+        gains = [g / g.sum() for name in TREE_MODELS if name in self.plugins
+                 for g in [self.plugins[name].feature_importance()] if g is not None and g.sum() > 0]
+        return np.mean(gains, axis=0) if gains else None
 
     # ---- fitting --------------------------------------------------------------------------------
     def _timed(self, name, fn, *args, **kwargs):

@@ -51,7 +51,8 @@ def _files_hash(folder: Path) -> str:
 
 
 def save(predictor: EnsemblePredictor, directory, *, feature_names, feature_registry_hash: str, config_hash: str,
-         training_range: tuple[str, str], validation_metrics: dict | None = None) -> dict:
+         training_range: tuple[str, str], validation_metrics: dict | None = None,
+         symbols: list[str] | None = None) -> dict:
     """Write the predictor and its manifest into ``directory``; returns the manifest."""
     directory = Path(directory)
     model_dir = directory / "model"
@@ -64,6 +65,7 @@ def save(predictor: EnsemblePredictor, directory, *, feature_names, feature_regi
         "feature_registry_hash": feature_registry_hash,
         "config_hash": config_hash,
         "training_range": list(training_range),
+        "symbols": None if symbols is None else list(symbols),
         "fitted_at_bar": predictor.fitted_at,
         "seed": predictor.seed,
         "horizons": list(predictor.horizons),

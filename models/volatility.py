@@ -5,7 +5,7 @@ A forecast at bar s runs the fitted recursion from the window's first return up 
 ``fix`` + ``forecast``), so it reads nothing after s and is the same whether made for one bar live
 or for a whole fold at once. The output is the daily volatility expected over the next ``horizon``
 bars, ``sqrt(mean of the 1..horizon-step variance forecasts)``, as a fraction.
-Fallback, with one warning per fit naming the symbols: too few returns, a failed or non-stationary
+Fallback, with one debug log line per fit naming the symbols: too few returns, a failed or non-stationary
 fit (alpha + beta >= 1) -> the trailing realised volatility at the bar.
 """
 from __future__ import annotations
@@ -55,7 +55,8 @@ class GarchForecaster:
                 continue
             self._fits[j] = (int(r_rows[0]), params)
         if failed:
-            log.warning("GARCH fit at bar %d: realised volatility instead for %d symbol(s) (columns %s)",
+            # routine on a year of daily returns (a non-stationary fit): a debug line, not a warning
+            log.debug("GARCH fit at bar %d: realised volatility instead for %d symbol(s) (columns %s)",
                         t, len(failed), failed)
         return self
 

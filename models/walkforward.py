@@ -55,6 +55,7 @@ class Fold:
     configurations: int          # search configurations tried at this retrain
     seconds: dict[str, float] = field(default_factory=dict)   # fit time per model (and "predict")
     model_weights: dict[str, list[float]] = field(default_factory=dict)
+    feature_importance: np.ndarray | None = None   # (F,) the tree models' normalised gain at this fit
 
 
 @dataclass
@@ -135,7 +136,7 @@ class WalkForward:
         seconds = {**p.seconds, **seconds, "total": time.perf_counter() - start}
         return {"fit_bar": t, "train_start": p.train_bars_range[0], "train_end": p.train_bars_range[1],
                 "n_train": p.n_train, "n_meta": p.n_meta, "configurations": configurations,
-                "seconds": seconds, "model_weights": p.model_weights}
+                "seconds": seconds, "model_weights": p.model_weights, "feature_importance": p.feature_importance()}
 
     def predict(self, data: PanelData, bars) -> Predictions:
         """Predictions for every usable row (symbol with a bar and enough features) at ``bars``, in

@@ -17,6 +17,8 @@ METRIC_ROWS = [
     ("sharpe", "Sharpe (annualised)", "num"),
     ("sharpe_ci_95", "Sharpe 95% interval (block bootstrap)", "interval"),
     ("probabilistic_sharpe", "Probabilistic Sharpe (P[true Sharpe > 0])", "num"),
+    ("deflated_sharpe", "Deflated Sharpe (P[true Sharpe > best of n_trials by luck])", "num"),
+    ("n_trials", "Configurations tried (deflation's n_trials)", "int"),
     ("sortino", "Sortino", "num"),
     ("volatility", "Volatility (annualised)", "pct"),
     ("max_drawdown", "Max drawdown", "pct"),
@@ -92,7 +94,7 @@ def table(rows: list[list[str]], header: list[str]) -> str:
 def metrics_table(metrics: dict) -> str:
     bh = metrics.get("buy_and_hold", {})
     rows = [[label, fmt(metrics.get(key), kind), fmt(bh.get(key), kind) if key in bh else ""]
-            for key, label, kind in METRIC_ROWS]
+            for key, label, kind in METRIC_ROWS if key in metrics or key in bh]
     return table(rows, ["", metrics.get("strategy", "strategy"), "buy and hold"])
 
 

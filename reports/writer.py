@@ -53,8 +53,17 @@ def most_traded(trades: pd.DataFrame, symbols: list[str], n: int) -> list[str]:
 
 
 def write_run(out: Path, result, *, plot: bool = True, sections=(), alarms=(), extra_images=None) -> dict:
-    """Everything a run leaves behind. Returns {name: path}."""
+    """Everything a run leaves behind. Returns {name: path}. A run whose strategy trained models
+    (metrics ``walk_forward``) gets their tables, plots and leak alarm too."""
     out.mkdir(parents=True, exist_ok=True)
+    wf = result.metrics.get("walk_forward")
+    if wf is not None:
+        from reports import model_report
+
+        sections = [*model_report.sections(wf), *sections]
+        alarms = [*model_report.leak_alarms(wf), *alarms]
+        if plot:
+            extra_images = {**model_report.plots(wf, out), **(extra_images or {})}
     write_records(out, result.records)
     write_metrics(out / "metrics.json", result.metrics)
     written = {name: str(out / name) for name in RECORD_FILES + ("metrics.json",)}

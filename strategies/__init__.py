@@ -8,6 +8,7 @@ from common.errors import UserError
 # name -> "module:Class"; imported lazily so `--help` and the baseline never load the ML stack
 STRATEGIES = {
     "momentum_breakout": "strategies.momentum_breakout:MomentumBreakout",
+    "ml": "strategies.ml:MLStrategy",
 }
 
 

@@ -32,6 +32,8 @@ _CLIP_SD = 5.0
 def keras_backend(threads: int):
     """Import Keras on TensorFlow, quietly, deterministic, with ``threads`` CPU threads."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # oneDNN's fused kernels reorder float sums from run to run (TensorFlow says so at start-up)
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
     import keras
     import tensorflow as tf
 

@@ -41,9 +41,9 @@ def test_garch_forecast_batch_equals_bar_by_bar_and_reads_no_future(sample_price
     assert (0.003 < batch).all() and (batch < 0.1).all()   # daily volatility of large US stocks
 
 
-def test_garch_falls_back_to_realised_volatility_with_a_warning(sample_prices, caplog):
+def test_garch_falls_back_to_realised_volatility_with_a_log_line(sample_prices, caplog):
     close = sample_prices["close"][:, :2]
-    with caplog.at_level(logging.WARNING, logger="models"):
+    with caplog.at_level(logging.DEBUG, logger="models"):
         garch = GarchForecaster(1, 1, horizon=5, realised_bars=20, min_observations=100).fit(close, 90, 252)
     assert "realised volatility instead for 2 symbol(s)" in caplog.text
     out = garch.predict(close, np.array([90, 90]), np.array([0, 1]))

@@ -1,0 +1,127 @@
+"""The ensemble's predictions at the strategy's current bar, trained walk-forward on the bars the
+strategy has seen: the Backtrader side of ``models.walkforward``.
+
+- Backtest (``runonce``): at the first bar, the whole purged walk-forward (``WalkForward.run``) over
+  the preloaded bars, one batch of inference per fold. The walk-forward is causal by construction
+  (a model fitted at bar t trains on labels that ended by ``t - embargo`` and predicts bars from t
+  on), so running it ahead gives the numbers a bar-by-bar run would; a test checks that.
+- Bar by bar (live, replays): each new bar's feature rows and prices are appended; the model is
+  retrained when the schedule says so and predicts this bar's rows.
+
+Both keep the same record: the folds and every out-of-sample prediction (:meth:`result`), which the
+backtest's ``walk_forward`` section evaluates.
+"""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from common.errors import UserError
+from models.dataset import PanelData, valid_rows
+from models.predictor import Predictions
+from models.walkforward import Fold, WalkForward, WalkForwardResult
+
+log = logging.getLogger("strategy")
+
+
+class _GrowingPanel:
+    """Feature rows and prices appended bar by bar, in arrays that double when full."""
+
+    def __init__(self, n_symbols: int, n_features: int, capacity: int = 512):
+        self.n = 0
+        self.values = np.full((capacity, n_symbols, n_features), np.nan, dtype=np.float32)
+        self.prices = np.full((3, capacity, n_symbols), np.nan)   # close, high, low
+        self.times = np.zeros(capacity, dtype="datetime64[ns]")
+
+    def append(self, time, rows: np.ndarray, close: np.ndarray, high: np.ndarray, low: np.ndarray) -> None:
+        if self.n == len(self.values):
+            grow = len(self.values)
+            self.values = np.concatenate([self.values, np.full_like(self.values[:grow], np.nan)])
+            self.prices = np.concatenate([self.prices, np.full_like(self.prices[:, :grow], np.nan)], axis=1)
+            self.times = np.concatenate([self.times, np.zeros_like(self.times)])
+        self.values[self.n] = rows
+        self.prices[:, self.n] = (close, high, low)
+        self.times[self.n] = time
+        self.n += 1
+
+
+class WalkForwardSignals:
+    """See the module docstring. ``hub``: the strategy's ``indicators.feature_bank.FeatureHub``."""
+
+    def __init__(self, cfg, hub, *, seed: int, progress: bool = False):
+        self.cfg, self.hub = cfg, hub
+        self.walk = WalkForward(cfg.models, seed, progress=progress)
+        self.data: PanelData | None = None
+        self._result: WalkForwardResult | None = None
+        # bar by bar
+        self._panel: _GrowingPanel | None = None
+        self._first: int | None = None
+        self._folds: list[Fold] = []
+        self._parts: list[Predictions] = []
+        self._last = (-1, None)
+
+    # ---- the current bar ------------------------------------------------------------------------
+    def current(self) -> Predictions | None:
+        """Predictions for the current bar, one row per symbol predicted (``symbols`` holds the
+        hub's symbol index); None before the first fit."""
+        t = self.hub.calendar_index()
+        if self.hub.panel is not None:
+            if self._result is None:
+                self._run_ahead()
+            p = self._result.predictions
+            lo, hi = np.searchsorted(p.bars, t, "left"), np.searchsorted(p.bars, t, "right")
+            return p.take(slice(lo, hi)) if hi > lo else None
+        if self._last[0] != t:
+            self._last = (t, self._step(t))
+        return self._last[1]
+
+    def _panel_data(self, values, close, high, low, times=None) -> PanelData:
+        hub = self.hub
+        return PanelData.build(values, close, high, low, self.cfg.models, times=times, symbols=hub.engine.symbols,
+                               feature_names=hub.names)
+
+    def _run_ahead(self) -> None:
+        panel, prices = self.hub.panel, self.hub.price_grid()
+        self.data = self._panel_data(panel.values, prices["close"], prices["high"], prices["low"], panel.times)
+        try:
+            self._result = self.walk.run(self.data)
+        except ValueError as exc:
+            m = self.cfg.models
+            raise UserError(f"the ml strategy cannot train: {exc}; it needs the features' warm-up plus "
+                            f"models.train_bars ({m.train_bars}) bars and some more to trade") from None
+
+    def _step(self, t: int) -> Predictions | None:
+        hub = self.hub
+        rows = hub.rows()
+        if self._panel is None:
+            self._panel = _GrowingPanel(hub.n, len(hub.names))
+        close, high, low = (np.array([getattr(d, f)[0] if len(d) and d.datetime[0] == hub.strategy.datetime[0]
+                                      else np.nan for d in hub.datas]) for f in ("close", "high", "low"))
+        self._panel.append(np.datetime64(hub.strategy.datetime.datetime(0), "ns"), rows, close, high, low)
+        g = self._panel
+        self.data = self._panel_data(g.values[: g.n], *g.prices[:, : g.n], times=g.times[: g.n])
+        if self._first is None and valid_rows(self.data, self.cfg.models.min_feature_fraction, [t]).any():
+            self._first = self.walk.first_retrain(self.data)     # the first usable bar + train_bars
+        if self._first is not None and self.walk.is_retrain_bar(t, self._first):
+            info = self.walk.retrain(self.data, t)
+            self._folds.append(Fold(index=len(self._folds), test_start=t, test_end=t, n_test=0, **info))
+            log.info("retrained at bar %d (%s): %d samples", t, hub.strategy.datetime.datetime(0), info["n_train"])
+        if self.walk.predictor.fitted_at is None:
+            return None
+        predictions = self.walk.predict(self.data, [t])
+        fold = self._folds[-1]
+        fold.test_end, fold.n_test = t, fold.n_test + len(predictions)
+        self._parts.append(predictions)
+        return predictions if len(predictions) else None
+
+    # ---- the record ---------------------------------------------------------------------------
+    def result(self) -> WalkForwardResult | None:
+        """Folds and out-of-sample predictions so far (None before the first fit)."""
+        if self._result is not None:
+            return self._result
+        if not self._parts:
+            return None
+        w = self.walk
+        return WalkForwardResult(Predictions.concat(self._parts), list(self._folds), w.n_configurations,
+                                 w.predictor.base_names, w.predictor.horizons, w.predictor)
