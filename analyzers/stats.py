@@ -36,14 +36,23 @@ def drawdown(equity: pd.Series) -> pd.Series:
     return 1.0 - equity / equity.cummax()
 
 
+MIN_CAGR_DAYS = 1.0  # a shorter run (a live session, a short replay) has no CAGR: see return_metrics
+
+
 def return_metrics(equity: pd.Series) -> dict:
-    """total_return, cagr, sharpe, sortino, volatility, max_drawdown (+ duration), calmar."""
+    """total_return, cagr, sharpe, sortino, volatility, max_drawdown (+ duration), calmar.
+
+    CAGR = (1 + total return) ** (365.25 / calendar days) - 1. It is None (and with it the annual
+    multiple and the Calmar ratio) when the run spans less than ``MIN_CAGR_DAYS``: compounding a few
+    hours' return over the thousands of such spans in a year says nothing (and overflows a float).
+    Ratios of a curve without variance (flat, or fewer than 3 daily returns) are their neutral values.
+    """
     equity = equity.dropna()
     rets = daily_returns(equity)
     dd = drawdown(equity)
     total = float(equity.iloc[-1] / equity.iloc[0] - 1.0)
-    years = max((equity.index[-1] - equity.index[0]).days / 365.25, 1e-9)
-    cagr = float((1.0 + total) ** (1.0 / years) - 1.0) if total > -1 else -1.0
+    days = (equity.index[-1] - equity.index[0]).total_seconds() / 86400.0
+    cagr = _cagr(total, days)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         enough = len(rets) > 2 and float(rets.std()) > 1e-12  # a flat or constant-growth curve has no Sharpe
@@ -56,18 +65,29 @@ def return_metrics(equity: pd.Series) -> dict:
         "end_equity": float(equity.iloc[-1]),
         "total_return": total,
         "cagr": cagr,
-        "annual_multiple": 1.0 + cagr,
+        "annual_multiple": 1.0 + cagr if cagr is not None else None,
         "sharpe": _finite(sharpe),
         "sortino": _finite(sortino),
         "volatility": vol,
         "max_drawdown": max_dd,
         "max_drawdown_duration_days": _longest_underwater_days(equity),
-        "calmar": cagr / max_dd if max_dd > 0 else None,
+        "calmar": cagr / max_dd if cagr is not None and max_dd > 0 else None,
         "daily_sharpe": float(rets.mean() / rets.std()) if enough else 0.0,  # per-period, for PSR/DSR
-        "skew": float(sps.skew(rets)) if len(rets) > 2 else 0.0,
-        "kurtosis": float(sps.kurtosis(rets, fisher=False)) if len(rets) > 3 else 3.0,
+        "skew": float(sps.skew(rets)) if enough else 0.0,
+        "kurtosis": float(sps.kurtosis(rets, fisher=False)) if enough and len(rets) > 3 else 3.0,
         "n_days": int(len(rets)),
     }
+
+
+def _cagr(total: float, days: float) -> float | None:
+    if days < MIN_CAGR_DAYS:
+        return None
+    if total <= -1.0:
+        return -1.0
+    try:
+        return float((1.0 + total) ** (1.0 / (days / 365.25)) - 1.0)
+    except OverflowError:  # a large gain over a few days: more than a float holds
+        return None
 
 
 def _finite(value: float) -> float | None:
@@ -126,6 +146,23 @@ def trade_metrics(trades: pd.DataFrame, n_days: int | None = None) -> dict:
         exit_reasons={str(k): int(v) for k, v in closed["exit_reason"].value_counts().sort_index().items()},
     )
     return out
+
+
+def stop_target_metrics(trades: pd.DataFrame) -> dict:
+    """How the stops and targets worked: mean initial stop and target distances (fractions of the
+    entry fill), and per exit reason the trades, their win rate and mean return (closed trades)."""
+    closed = trades[trades["exit_reason"] != "end"] if len(trades) else trades
+    entry = closed["entry_price"].astype(float)
+    stop = 1.0 - pd.to_numeric(closed["initial_stop"], errors="coerce") / entry
+    target = pd.to_numeric(closed["target"], errors="coerce") / entry - 1.0
+    by_reason = {}
+    for reason, group in closed.groupby("exit_reason", sort=True):
+        pct = group["pnl_pct"].astype(float)
+        by_reason[str(reason)] = {"trades": int(len(group)), "win_rate": float((group["pnl"] > 0).mean()),
+                                  "avg_return": float(pct.mean())}
+    return {"avg_initial_stop_pct": _finite(float(stop.mean())) if stop.notna().any() else None,
+            "avg_target_pct": _finite(float(target.mean())) if target.notna().any() else None,
+            "exits_by_reason": by_reason}
 
 
 def exposure_and_turnover(equity: pd.DataFrame, positions: pd.DataFrame, orders: pd.DataFrame) -> dict:

@@ -25,11 +25,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from sqlalchemy import func, select
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from brokers.journal import Journal, sqlite_url  # noqa: E402
+from brokers.journal import EQUITY, STRATEGY_STATE, Journal, sqlite_url  # noqa: E402
 from brokers.testing.alpaca_server import AlpacaTestServer  # noqa: E402
 from common.errors import DataError  # noqa: E402
 from feeds.live_feed import bars_of  # noqa: E402
@@ -60,6 +62,7 @@ def config(server: AlpacaTestServer, symbols: list[str], state: Path, warmup: in
     urls = "\n".join(f'{k} = "{v}"' for k, v in server.urls.items())
     return f"""
 [backtest]
+strategy = "momentum_breakout"
 progress = false
 [momentum_breakout]
 breakout_bars = 2
@@ -86,31 +89,40 @@ state_dir = "{state}"
 
 
 class Progress:
-    """The last bar the live process saved its state after (one reader of its journal)."""
+    """The last bar the live process saved its state after (one reader of its journal). It reads two
+    timestamps, not the saved state: this process shares the machine with the one it measures."""
 
     def __init__(self, journal_path: Path):
         self.path, self.journal = journal_path, None
 
-    def _open(self) -> bool:
-        if self.journal is None and self.path.exists():
-            self.journal = Journal(sqlite_url(self.path))
-        return self.journal is not None
-
     def bar(self) -> dt.datetime:
-        saved = self.journal.load_state(NAME) if self._open() else None
-        return saved[0] if saved else dt.datetime.min
+        return self._latest(select(STRATEGY_STATE.c.bar_datetime).where(STRATEGY_STATE.c.name == NAME))
 
     def warmed_up_to(self) -> dt.datetime:
         """The last bar recorded (a warm-up bar is recorded too, though no state is saved for it)."""
-        rows = self.journal.table("equity") if self._open() else []
-        return max((r["bar_datetime"] for r in rows), default=dt.datetime.min)
+        return self._latest(select(func.max(EQUITY.c.bar_datetime)))
+
+    def _latest(self, query) -> dt.datetime:
+        if self.journal is None and self.path.exists():
+            self.journal = Journal(sqlite_url(self.path))
+        if self.journal is None:
+            return dt.datetime.min
+        with self.journal.engine.connect() as conn:
+            return conn.execute(query).scalar() or dt.datetime.min
+
+    def close(self) -> None:
+        if self.journal is not None:
+            self.journal.close()
 
 
-def wait_for(predicate, timeout: float, what: str) -> None:
+def wait_for(predicate, timeout: float, what: str, process: subprocess.Popen, output: Path) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
             return
+        if process.poll() is not None:
+            tail = "\n".join(output.read_text(errors="replace").splitlines()[-5:])
+            raise SystemExit(f"the live process ended (status {process.returncode}) before {what}:\n{tail}")
         time.sleep(0.02)
     raise SystemExit(f"timed out waiting for {what}")
 
@@ -124,7 +136,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--symbols", type=int, default=50)
     parser.add_argument("--bars", type=int, default=300, help="live bars (after the warm-up)")
-    parser.add_argument("--history", type=int, default=250, help="warm-up bars")
+    parser.add_argument("--history", type=int, default=320, help="warm-up bars (live.warmup_bars: at least the "
+                                                                  "longest feature warm-up, 302)")
     args = parser.parse_args()
     bars, source = universe(args.symbols, args.history + args.bars)
     symbols = sorted(bars)
@@ -132,8 +145,9 @@ def main() -> None:
     first = tomorrow - dt.timedelta(minutes=args.history)
     stamped = [{s: bars[s][i]._replace(datetime=first + dt.timedelta(minutes=i)) for s in symbols}
                for i in range(args.history + args.bars)]
-    tmp = Path(tempfile.mkdtemp(prefix="live-latency-"))
-    with AlpacaTestServer(cash=1_000_000.0, commission_bps=1.0, slippage_bps=5.0) as server:
+    with tempfile.TemporaryDirectory(prefix="live-latency-") as folder, \
+            AlpacaTestServer(cash=1_000_000.0, commission_bps=1.0, slippage_bps=5.0) as server:
+        tmp = Path(folder)
         for group in stamped[:args.history]:
             for symbol, bar in group.items():
                 server.add_history(symbol, [bar])
@@ -141,23 +155,29 @@ def main() -> None:
         gc.collect()
         gc.freeze()  # the server's side of the clock: no long collector pauses in this process either
         env = {**os.environ, "APCA_API_KEY_ID": server.key_id, "APCA_API_SECRET_KEY": server.secret_key}
-        log = open(tmp / "live.out", "w")
+        output = tmp / "live.out"
         profile = ["-m", "cProfile", "-o", os.environ["BENCH_PROFILE"]] if os.environ.get("BENCH_PROFILE") else []
-        process = subprocess.Popen([sys.executable, *profile, "run.py", "live", "--config", str(tmp / "bench.toml")],
-                                   cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        command = [sys.executable, *profile, "run.py", "live", "--config", str(tmp / "bench.toml")]
+        with open(output, "w") as log:
+            process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        progress = Progress(tmp / "state" / "journal.sqlite")
         try:
-            wait_for(lambda: server.connected() == (1, 1), 120, "the live process to connect")
-            progress = Progress(tmp / "state" / "journal.sqlite")
+            wait_for(lambda: server.connected() == (1, 1), 120, "the live process connected", process, output)
             last_history = stamped[args.history - 1][symbols[0]].datetime
-            wait_for(lambda: progress.warmed_up_to() >= last_history, 120, "the warm-up")
+            wait_for(lambda: progress.warmed_up_to() >= last_history, 120, "the warm-up ended", process, output)
             time.sleep(1.0)  # the first live bar finds the process waiting, as it would a minute later
             for group in stamped[args.history:]:
                 server.push(group)
                 when = max(b.datetime for b in group.values())
-                wait_for(lambda: progress.bar() >= when, 30, f"bar {when}")
+                wait_for(lambda: progress.bar() >= when, 30, f"bar {when} was processed", process, output)
         finally:
             process.send_signal(signal.SIGTERM)
-            process.wait(60)
+            try:
+                process.wait(60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+            progress.close()
         first_order, every_order = [], []
         by_bar: dict[dt.datetime, list[float]] = {}
         for cid, arrived in zip(server.submissions, server.submitted_at):

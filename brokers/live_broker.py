@@ -95,6 +95,7 @@ class LiveBroker(bt.BrokerBase):
         ("entry_gate", None),
         ("order_id_prefix", ""),  # for orders the strategy did not tag with a client order id
         ("cancel_wait_seconds", 0.0),  # an exit waits this long, at most, for its shares' cancels
+        ("bar_waiting", None),  # callable: True while a bar waits to be processed (a sync pauses for it)
     )
 
     def __init__(self):
@@ -123,6 +124,7 @@ class LiveBroker(bt.BrokerBase):
         self._unconfirmed: list[list] = []
         self._fallback_ids: dict = {}
         self._last_sync = time.monotonic()
+        self._sync_in_progress = None  # the steps of a sync paused for a bar (see _sync_steps)
         self._crash = _crash_plan(os.environ.get(CRASH_ENV, ""))
 
     # ---- life cycle ----------------------------------------------------------------------------
@@ -266,11 +268,23 @@ class LiveBroker(bt.BrokerBase):
     def next(self):
         with self.journal.batch():
             self._take_updates()
-            due = self.p.sync_seconds is not None and time.monotonic() - self._last_sync >= self.p.sync_seconds
-            if due and not self.bar_in_progress:  # never between a bar and the orders it causes
-                self.sync()
+            if not self.bar_in_progress:  # never between a bar and the orders it causes
+                self._continue_sync()
             self._release_parked()
         self._value = self._compute_value()
+
+    def _continue_sync(self) -> None:
+        """Start a sync when one is due, or go on with one a bar paused: a bar that arrives while the
+        sync waits for the venue is handled after that one request, not after the whole sync (one
+        request per order that left the open list: tens of them with many positions)."""
+        if self._sync_in_progress is None:
+            if self.p.sync_seconds is None or time.monotonic() - self._last_sync < self.p.sync_seconds:
+                return
+            self._sync_in_progress = self._sync_steps()
+        for _ in self._sync_in_progress:
+            if self.p.bar_waiting is not None and self.p.bar_waiting():
+                return
+        self._sync_in_progress = None
 
     def _take_updates(self) -> None:
         for update in drain(self.venue.updates):
@@ -686,21 +700,29 @@ class LiveBroker(bt.BrokerBase):
         """Catch what a dropped stream missed (open orders' fills and statuses, from one list of open
         orders plus a look at each order that left it), settle unconfirmed sends, then compare cash and
         positions with the venue's (see :meth:`_sync_account`)."""
+        for _ in self._sync_steps():
+            pass
+
+    def _sync_steps(self):
+        """:meth:`sync` as a generator that pauses after each venue request. Each answer is applied
+        as soon as it comes, so a pause (a bar, trade updates) never leaves a stale answer to apply."""
         self._last_sync = time.monotonic()
         try:
             open_views = {}
             for view in self.venue.open_orders():
                 open_views[view.id] = view
                 open_views.update((leg.id, leg) for leg in view.legs)
+            unlisted = []
             for rec in [r for r in self.tracked.values() if not r.final and r.venue_id]:
-                view = open_views.get(rec.venue_id) or self.venue.get_order(rec.venue_id)
-                if view is None or rec.final:
-                    continue
-                if view.filled_qty > rec.venue_filled + _EPS:
-                    self._fill(rec, view.filled_qty, view.filled_avg_price, self._fill_time(rec, view),
-                               execution_id=None, position_qty=None)
-                if view.status != rec.status:
-                    self._set_status(rec, view.status)
+                if rec.venue_id in open_views:
+                    self._see_synced(rec, open_views[rec.venue_id])
+                else:
+                    unlisted.append(rec)
+            yield
+            for rec in unlisted:
+                if not rec.final:  # an update may have settled it during a pause
+                    self._see_synced(rec, self.venue.get_order(rec.venue_id))
+                    yield
             unconfirmed, self._unconfirmed = self._unconfirmed, []
             for family, request in unconfirmed:
                 view = self.venue.order_by_client_id(request.client_order_id)
@@ -710,9 +732,19 @@ class LiveBroker(bt.BrokerBase):
                     reason = "not sent: the broker was unreachable"
                     self._journal_family(request, "rejected", reason)
                     self._refuse(family, reason)
+                yield
             self._sync_account()
         except VenueUnavailable as exc:
             log.error("sync with the broker failed: %s (retried at the next sync)", exc.reason)
+
+    def _see_synced(self, rec: Tracked, view: VenueOrder | None) -> None:
+        if view is None or rec.final:
+            return
+        if view.filled_qty > rec.venue_filled + _EPS:
+            self._fill(rec, view.filled_qty, view.filled_avg_price, self._fill_time(rec, view),
+                       execution_id=None, position_qty=None)
+        if view.status != rec.status:
+            self._set_status(rec, view.status)
 
     def _sync_account(self) -> None:
         """The venue's cash and positions win, but only over a difference seen at two syncs in a row

@@ -67,10 +67,11 @@ def run(args: argparse.Namespace) -> int:
     write_run(out, result, plot=cfg.backtest.plot)
     m = result.metrics
     bh = m["buy_and_hold"]
-    print(f"{cfg.backtest.strategy}: total return {m['total_return']:.2%}, CAGR {m['cagr']:.2%}, "
+    cagr = lambda figures: "n/a" if figures["cagr"] is None else f"{figures['cagr']:.2%}"  # None under a day
+    print(f"{cfg.backtest.strategy}: total return {m['total_return']:.2%}, CAGR {cagr(m)}, "
           f"Sharpe {m['sharpe'] or 0:.2f}, max drawdown {m['max_drawdown']:.2%}, {m['n_trades']} trades, "
           f"win rate {(m['win_rate'] or 0):.1%}")
-    print(f"buy and hold: total return {bh['total_return']:.2%}, CAGR {bh['cagr']:.2%}, "
+    print(f"buy and hold: total return {bh['total_return']:.2%}, CAGR {cagr(bh)}, "
           f"Sharpe {bh['sharpe'] or 0:.2f}, max drawdown {bh['max_drawdown']:.2%}")
     wf = m.get("walk_forward")
     if wf is not None:

@@ -72,7 +72,7 @@ def _replay(args, cfg) -> int:
     log.info("replay: %d symbols, %d bars; strategy %s%s", len(bars), sum(len(f) for f in bars.values()),
              cfg.backtest.strategy, f", model {model}" if model else "")
     result = run_replay(cfg, bars, strategy_cls=strategy_cls, bars_per_second=args.speed, journal_url=args.journal,
-                        journal_dir=out)
+                        journal_dir=out, model=model)
     write_run(out, result, plot=cfg.backtest.plot)
     m = result.metrics
     print(f"replay {cfg.backtest.strategy}: total return {m['total_return']:.2%}, {m['n_trades']} trades, "
@@ -102,7 +102,7 @@ def _live(args, cfg) -> int:
     logging.getLogger().addHandler(log_file)
     protect_logging(credentials.secrets, log_file)
     journal = Journal(args.journal or cfg.live.journal or sqlite_url(state_dir / "journal.sqlite"),
-                      sqlite_synchronous=cfg.live.sqlite_synchronous)
+                      sqlite_synchronous=cfg.live.sqlite_synchronous, manual_checkpoints=True)
     runner = LiveRunner(cfg, strategy_cls=strategy_cls, symbols=symbols, credentials=credentials, paper=paper,
                         journal=journal, state_dir=state_dir, model=model)
 
@@ -144,9 +144,9 @@ def _resolve_model(name: str | None, cfg, symbols: list[str]) -> str | None:
     import json
 
     from features.from_config import engine_from_config
-    from models.registry import read_manifest
+    from models.registry import REGISTRY_ROOT, read_manifest
 
-    folder = Path("models") / "registry" / name
+    folder = REGISTRY_ROOT / name
     manifest = read_manifest(folder)
     registry = engine_from_config(cfg, symbols).registry
     trained, computed = manifest["feature_names"], registry.names
@@ -156,5 +156,10 @@ def _resolve_model(name: str | None, cfg, symbols: list[str]) -> str | None:
         raise UserError(f"--model {name}: trained on other features than the code computes for this data "
                         f"({len(trained)} vs {len(computed)}; missing {missing}, new {unknown}, or other definitions:"
                         f" registry hash {manifest['feature_registry_hash']} vs {registry.hash()}); retrain it")
+    trained_on = manifest.get("symbols")
+    if trained_on is not None and sorted(trained_on) != sorted(symbols):
+        # cross-sectional features (ranks, the universe's index) depend on the universe
+        raise UserError(f"--model {name}: trained on the symbols {sorted(trained_on)}, this run has {sorted(symbols)}; "
+                        "trade the universe it was trained on, or retrain it on this one")
     ids = json.dumps(manifest.get("model_ids", {}), sort_keys=True)
     return f"{name}@{hashlib.sha256(ids.encode()).hexdigest()[:12]}"

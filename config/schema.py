@@ -78,6 +78,7 @@ class MLStrategyConfig(Section):
     min_confidence: float = Field(ge=0.5, le=1, description="enter only when the calibrated P(rise) at the decision horizon is at least this")
     min_expected_return: float = Field(description="... and the expected simple return over the decision horizon is above this")
     max_hold_bars: int | None = Field(ge=1, description="exit after this many bars; empty: the models' decision horizon")
+    signal_exit_confidence: float = Field(ge=0, le=1, description="exit (reason signal) when the calibrated P(rise) falls below this and the expected return is negative")
 
 
 class RiskScoreWeights(Section):
@@ -259,6 +260,13 @@ class CalibrationConfig(Section):
 class RegimeConfig(Section):
     n_regimes: int = Field(ge=1, description="Gaussian mixture components; regime 0 is the calmest (lowest volatility)")
     vol_bars: int = Field(ge=2, description="bars of the equal-weight index's realised volatility")
+    labels: list[str] = Field(min_length=1, description="name of each regime, calmest first (keys of risk.stop_regime_multipliers and risk.regime_risk)")
+
+    @model_validator(mode="after")
+    def _one_label_each(self):
+        if len(self.labels) != self.n_regimes:
+            raise ValueError(f"labels names {len(self.labels)} regimes, n_regimes is {self.n_regimes}")
+        return self
 
 
 class VolatilityConfig(Section):
@@ -329,7 +337,7 @@ class LiveConfig(Section):
     timeframe: Literal["1Min", "1Day"] = Field(description="bar size: 1Min streams bars over the websocket, 1Day fetches the day's bar after the close")
     data_feed: Literal["iex", "sip"] = Field(description="Alpaca market data feed (sip needs a subscription)")
     calendar: str = Field(min_length=1, description="exchange_calendars name of the market's sessions (XNYS; tests use 24/7)")
-    warmup_bars: int = Field(ge=1, description="history bars per symbol before the first live bar (at least the strategy's own warm-up)")
+    warmup_bars: int = Field(ge=1, description="history bars per symbol before the first live bar: at least the longest feature warm-up and the strategy's own (checked at start)")
     max_catchup_bars: int = Field(ge=0, description="on start, the most recent unprocessed history bars (this many bar lengths old at most) are traded, not only warmed up")
     bar_complete_seconds: float = Field(ge=0, description="after the first bar of a minute arrives, wait this long for the other symbols' bars")
     daily_bar_delay_seconds: float = Field(ge=0, description="1Day: fetch the day's bar this long after the close")
@@ -377,3 +385,11 @@ class Config(Section):
     models: ModelsConfig
     live: LiveConfig
     report: ReportConfig
+
+    @model_validator(mode="after")
+    def _regimes_known_to_risk(self):
+        for table in ("stop_regime_multipliers", "regime_risk"):
+            missing = sorted(set(self.models.regime.labels) - set(getattr(self.risk, table)))
+            if missing:
+                raise ValueError(f"risk.{table} has no value for regime(s) {missing} (models.regime.labels)")
+        return self

@@ -144,6 +144,7 @@ def compute_metrics(cfg: Config, bars: dict[str, pd.DataFrame], rec: RunRecords,
     strategy_figures = stats.return_metrics(equity)
     strategy_figures.update(stats.trade_metrics(rec.trades, n_days=strategy_figures["n_days"] + 1))
     strategy_figures.update(stats.exposure_and_turnover(rec.equity, rec.positions, rec.orders))
+    strategy_figures["stops_and_targets"] = stats.stop_target_metrics(rec.trades)
     strategy_figures["slippage_paid"] = stats.slippage_paid(strategy_figures["traded_value"], cfg.costs.slippage_bps)
     strategy_figures["costs_paid"] = strategy_figures["commission_paid"] + strategy_figures["slippage_paid"]
     n_trials = None if walk_forward is None else walk_forward["n_configurations"] + 1
@@ -165,6 +166,15 @@ def compute_metrics(cfg: Config, bars: dict[str, pd.DataFrame], rec: RunRecords,
     }
 
 
+def strategy_metrics(cfg: Config, bars: dict[str, pd.DataFrame], strategy, rec: RunRecords, bh: pd.DataFrame) -> dict:
+    """metrics.json of a finished run (backtest or replay): ``compute_metrics`` with the models'
+    walk-forward evaluation when the strategy trained any, and the kill switch's verdict if it tripped."""
+    metrics = compute_metrics(cfg, bars, rec, bh, walk_forward_section(cfg, strategy))
+    if getattr(strategy, "halted", None):
+        metrics["kill_switch"] = dict(strategy.halted)
+    return metrics
+
+
 def run_backtest(cfg: Config, bars: dict[str, pd.DataFrame], *, strategy_cls=None,
                  runonce: bool | None = None, **strategy_kwargs) -> BacktestResult:
     """Run the configured strategy on validated bars; records and metrics, nothing written."""
@@ -176,6 +186,6 @@ def run_backtest(cfg: Config, bars: dict[str, pd.DataFrame], *, strategy_cls=Non
     calendar = pd.DatetimeIndex(pd.to_datetime(rec.equity["datetime"]))
     bh = stats.buy_and_hold(bars, cfg.backtest.cash, commission_bps=cfg.costs.commission_bps,
                             slippage_bps=cfg.costs.slippage_bps, calendar=calendar)
-    metrics = compute_metrics(cfg, bars, rec, bh, walk_forward_section(cfg, strategy))
+    metrics = strategy_metrics(cfg, bars, strategy, rec, bh)
     return BacktestResult(cfg=cfg, symbols=sorted(bars), records=rec, buy_and_hold=bh, metrics=metrics,
                           cerebro=cerebro, strategy=strategy)

@@ -27,8 +27,9 @@ import pandas as pd
 from analyzers import stats
 from brokers.journal import Journal, sqlite_url
 from brokers.live_broker import LiveBroker, OrderFlush
+from common.errors import UserError
 from config import Config
-from engine.backtest import (BacktestResult, add_observers_and_records, collect_records, compute_metrics,
+from engine.backtest import (BacktestResult, add_observers_and_records, collect_records, strategy_metrics,
                              trading_calendar)
 from engine.compat import bt
 from feeds.alpaca_feed import INTERVALS
@@ -141,7 +142,7 @@ class LiveSession:
             venue.wakeup = clock.wake  # a fill is handled at once, not at the next bar or poll
         self.broker = LiveBroker(venue=venue, journal=journal, commission_bps=commission_bps,
                                  sync_seconds=sync_seconds, entry_gate=entry_gate, order_id_prefix=order_id_prefix,
-                                 cancel_wait_seconds=cfg.live.cancel_wait_seconds)
+                                 cancel_wait_seconds=cfg.live.cancel_wait_seconds, bar_waiting=clock.bar_waiting)
         self.cerebro.broker = self.broker
         self.cerebro.addstrategy(strategy_cls, cfg=cfg, **(strategy_kwargs or {}))
         # the backtest's observers and recorders (engine.backtest.build_cerebro)
@@ -149,8 +150,7 @@ class LiveSession:
         add_observers_and_records(self.cerebro)
         self.cerebro.addanalyzer(StateKeeper, _name="state", session=self)
         clock.add_listener(self._on_release)
-        clock.idle_listeners.append(self._on_idle)
-        self._frozen = False
+        self._collected = False
 
     def run(self):
         try:
@@ -184,15 +184,6 @@ class LiveSession:
         if group.live and self.broker.unsent_at_start:
             self.broker.abandon_unsent()
 
-    def _on_idle(self) -> None:
-        """The history is in and no bar is waiting: a good moment to move the warm-up's objects (bars,
-        indicator buffers, which live as long as the session) out of the collector's full passes, which
-        would otherwise pause the loop for 100+ ms now and then (``gc.freeze``)."""
-        if not self._frozen:
-            self._frozen = True
-            gc.collect()
-            gc.freeze()
-
     def after_bar(self, strategy) -> None:
         broker = self.broker
         broker.bar_in_progress = False
@@ -204,13 +195,30 @@ class LiveSession:
             self.journal.record_bar(now, equity_value=broker.getvalue(), cash=broker.getcash(), holdings=holdings)
             if self.trading and self._restored:
                 self.journal.save_state(self.name, now, snapshot(strategy))
+        # housekeeping now, with the bar's orders sent, rather than in the middle of the next bar's
+        self.journal.checkpoint()
+        self._tidy_heap()
+
+    def _tidy_heap(self) -> None:
+        """Collect the young generations, then freeze what survived (``gc.freeze``). What lives on
+        (bars, indicator buffers, orders, records) then never enters the collector's full passes,
+        which otherwise grow with the session and pause whatever runs when one falls due, a bar's
+        orders included, for 50-200 ms. Only garbage cycles that outlive a bar are kept until the
+        session ends (``run`` unfreezes)."""
+        if not self._collected:
+            self._collected = True
+            gc.collect()  # once: what imports and set-up left behind
+        gc.collect(1)
+        gc.freeze()
 
 
 # ---- replay ------------------------------------------------------------------------------------------
 def run_replay(cfg: Config, bars: dict[str, pd.DataFrame], *, strategy_cls=None, bars_per_second: float = 0.0,
-               journal_url: str | None = None, journal_dir: Path | None = None, **strategy_kwargs) -> BacktestResult:
+               journal_url: str | None = None, journal_dir: Path | None = None, model: str | None = None,
+               **strategy_kwargs) -> BacktestResult:
     """The live path (live feeds, live broker, journal) on recorded bars against the simulated venue,
-    with the backtest's cash and costs. Returns what ``run_backtest`` returns, from the same code."""
+    with the backtest's cash and costs. Returns what ``run_backtest`` returns, from the same code.
+    model: the registry model the strategy trades ("NAME@id", as ``run.py live --model`` resolves it)."""
     from brokers.sim_venue import SimulatedVenue
 
     strategy_cls = strategy_cls or get_strategy(cfg.backtest.strategy)
@@ -227,6 +235,7 @@ def run_replay(cfg: Config, bars: dict[str, pd.DataFrame], *, strategy_cls=None,
     session = LiveSession(cfg, strategy_cls, clock, venue, journal, sorted(bars), timeframe_of(calendar),
                           name=f"replay-{cfg.backtest.strategy}", order_id_prefix="",
                           commission_bps=cfg.costs.commission_bps, strategy_kwargs=strategy_kwargs)
+    session.model = model
     try:
         strategy = session.run()
     finally:
@@ -235,13 +244,39 @@ def run_replay(cfg: Config, bars: dict[str, pd.DataFrame], *, strategy_cls=None,
     bh = stats.buy_and_hold(bars, cfg.backtest.cash, commission_bps=cfg.costs.commission_bps,
                             slippage_bps=cfg.costs.slippage_bps,
                             calendar=pd.DatetimeIndex(pd.to_datetime(rec.equity["datetime"])))
-    metrics = compute_metrics(cfg, bars, rec, bh)
+    metrics = strategy_metrics(cfg, bars, strategy, rec, bh)
     metrics["mode"] = "replay"
     return BacktestResult(cfg=cfg, symbols=sorted(bars), records=rec, buy_and_hold=bh, metrics=metrics,
                           cerebro=session.cerebro, strategy=strategy)
 
 
 # ---- live on Alpaca ---------------------------------------------------------------------------------
+def warmup_needed(cfg: Config, strategy_cls) -> tuple[int, str]:
+    """History bars a live start needs for its first live bar to be decided as a backtest decides it,
+    and what needs them: the longest warm-up of the feature registry this config builds (its inputs
+    as configured; no file is read), or the strategy's own warm-up if that is longer."""
+    from features.registry import build_registry
+    from features.sources import macro_name
+
+    registry = build_registry(has_news=bool(cfg.data.news), has_sectors=bool(cfg.data.sector_map),
+                              has_macro=sorted(macro_name(path) for path in cfg.data.macro) or False,
+                              config=cfg.features)
+    longest = max(registry, key=lambda feature: feature.warmup)
+    own = strategy_cls.required_bars(cfg)
+    if own > longest.warmup:
+        return own, f"the strategy {cfg.backtest.strategy}"
+    return longest.warmup, f"the feature {longest.name}"
+
+
+def check_warmup_bars(cfg: Config, strategy_cls) -> None:
+    """UserError unless ``live.warmup_bars`` covers :func:`warmup_needed`: with fewer history bars the
+    first live bars are decided on features still warming up, unlike the backtest's."""
+    needed, who = warmup_needed(cfg, strategy_cls)
+    if cfg.live.warmup_bars < needed:
+        raise UserError(f"live.warmup_bars = {cfg.live.warmup_bars} is too short: {who} needs {needed} bars of "
+                        f"history before the first live bar; set live.warmup_bars to at least {needed}")
+
+
 _FEED_TIMEFRAMES = {"1Min": {"timeframe": bt.TimeFrame.Minutes, "compression": 1},
                     "1Day": {"timeframe": bt.TimeFrame.Days, "compression": 1}}
 
@@ -265,6 +300,7 @@ class LiveRunner:
         from brokers.alpaca_venue import AlpacaVenue
         from brokers.calendar import MarketCalendar
 
+        check_warmup_bars(cfg, strategy_cls)
         self.cfg, self.live = cfg, cfg.live
         self.strategy_cls, self.symbols, self.journal, self.state_dir = strategy_cls, symbols, journal, state_dir
         self.model = model
@@ -331,9 +367,8 @@ class LiveRunner:
         now = calendar.now()
         streaming = live.timeframe == "1Min"
         end = calendar.next_close(now) if streaming else None
-        warmup = max(live.warmup_bars, self.strategy_cls.required_bars(self.cfg))
         source = AlpacaBarSource(self.store, self.symbols, calendar, live,
-                                 history_start=calendar.history_start(now, warmup, live.timeframe), end=end,
+                                 history_start=calendar.history_start(now, live.warmup_bars, live.timeframe), end=end,
                                  stream=streaming)
         saved = self.journal.load_state(self.name)
         horizon = now - pd.Timedelta(INTERVALS[live.timeframe] * live.max_catchup_bars)

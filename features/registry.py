@@ -8,6 +8,8 @@ exist) and returns an immutable :class:`Registry`.
 """
 from __future__ import annotations
 
+import functools
+
 import hashlib
 import inspect
 import itertools
@@ -225,4 +227,11 @@ def build_registry(has_news: bool = False, has_macro: bool | Sequence[str] = Fal
     macro_names = tuple(has_macro) if has_macro else ()
     config = config or default_config()
     context = Context(has_news=bool(has_news), has_sectors=bool(has_sectors), macro_names=macro_names)
-    return registry_from_definitions(collect_definitions(), context, config.seed_tolerance)
+    return _cached_registry(context, config.seed_tolerance)
+
+
+@functools.lru_cache(maxsize=16)
+def _cached_registry(context: Context, seed_tolerance: float) -> Registry:
+    # A registry is immutable and costs ~0.2 s to expand and derive: one per context and process
+    # (a strategy, its warm-up check and a live session's daily rebuild share it).
+    return registry_from_definitions(collect_definitions(), context, seed_tolerance)

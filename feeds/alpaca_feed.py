@@ -92,6 +92,13 @@ class AlpacaBarSource:
             self._woken = True
             self._ready.notify_all()
 
+    def bar_waiting(self) -> bool:
+        """History not yet released, or a streamed bar (even of an incomplete minute) arrived."""
+        if self.history:
+            return True
+        with self._ready:
+            return bool(self._pending)
+
     # ---- the watchdog -----------------------------------------------------------------------------
     def stale_reason(self) -> str | None:
         limit = self.cfg.stale_after_seconds
@@ -124,9 +131,15 @@ class AlpacaBarSource:
             if self.last_released is not None and bar.datetime <= self.last_released:
                 log.debug("late bar %s %s dropped", raw.get("S"), bar.datetime)
                 return
-            self._pending.setdefault(bar.datetime, {})[raw["S"]] = bar
-            self._first_seen.setdefault(bar.datetime, time.monotonic())
-            self._ready.notify_all()
+            bars = self._pending.setdefault(bar.datetime, {})
+            bars[raw["S"]] = bar
+            # the loop wakes for a minute's first bar (it times the wait for the rest from it) and for
+            # its last, not for each in between: every wake-up takes the interpreter from this thread
+            if len(bars) == 1:
+                self._first_seen[bar.datetime] = time.monotonic()
+                self._ready.notify_all()
+            elif len(bars) >= len(self.symbols):
+                self._ready.notify_all()
 
     def _complete_group(self) -> BarGroup | None:
         if not self._pending:

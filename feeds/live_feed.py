@@ -67,7 +67,6 @@ class BarClock:
         self.source = source
         self.poll_seconds = poll_seconds
         self.listeners: list[Callable[[BarGroup], None]] = []
-        self.idle_listeners: list[Callable[[], None]] = []  # called when no bar came within poll_seconds
         self.current: BarGroup | None = None
         self.finished = False
         self._untaken: dict[str, Bar] = {}
@@ -86,6 +85,12 @@ class BarClock:
         wake = getattr(self.source, "wake", None)
         if wake is not None:
             wake()
+
+    def bar_waiting(self) -> bool:
+        """Whether a bar has arrived that the loop has not released yet (work between bars, such as
+        the broker's sync with the venue, pauses for it)."""
+        waiting = getattr(self.source, "bar_waiting", None)
+        return waiting is not None and waiting()
 
     # ---- Backtrader's store protocol -------------------------------------------------------
     def start(self) -> None:
@@ -118,8 +123,6 @@ class BarClock:
             self.finished = True
             return
         if group is None:
-            for listener in self.idle_listeners:
-                listener()
             return
         self.current = group
         self._untaken = dict(group.bars)

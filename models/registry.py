@@ -23,6 +23,7 @@ from models.evaluation import to_jsonable
 from models.predictor import EnsemblePredictor
 
 MANIFEST = "manifest.json"
+REGISTRY_ROOT = Path("models") / "registry"   # `run.py train --out models/registry/NAME`; live `--model NAME`
 _LIBRARIES = {"numpy": ("numpy",), "pandas": ("pandas",), "scikit-learn": ("scikit-learn",),
               "xgboost": ("xgboost-cpu", "xgboost"), "lightgbm": ("lightgbm",),
               "tensorflow": ("tensorflow-cpu", "tensorflow"), "keras": ("keras",), "arch": ("arch",)}

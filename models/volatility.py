@@ -73,6 +73,8 @@ class GarchForecaster:
             r_rows, r = rows[1:], 100.0 * np.diff(np.log(c))
             keep = r_rows >= start
             r_rows, r = r_rows[keep], r[keep]
+            if len(r_rows) == 0:      # no return since the fit's first: the realised volatility stands
+                continue
             position = np.searchsorted(r_rows, bars[mine])
             found = (position < len(r_rows)) & (r_rows[np.minimum(position, len(r_rows) - 1)] == bars[mine])
             if not found.any():

@@ -156,9 +156,14 @@ def render_report(path, *, metrics: dict, trades: pd.DataFrame, images: dict[str
               "<h2>The blueprint's targets against this run</h2>",
               "<p>Targets the design promises; they are measured here, never tuned to.</p>",
               targets_table(metrics, targets)]
-    reasons = metrics.get("exit_reasons") or {}
-    if reasons:
-        parts += ["<h2>Exits</h2>", table([[html.escape(k), str(v)] for k, v in reasons.items()], ["exit reason", "trades"])]
+    st = metrics.get("stops_and_targets") or {}
+    by_reason = st.get("exits_by_reason") or {}
+    if by_reason:
+        parts += ["<h2>Stops and targets</h2>",
+                  f"<p>Mean initial stop {fmt(st.get('avg_initial_stop_pct'), 'pct')} below the entry fill; mean "
+                  f"target {fmt(st.get('avg_target_pct'), 'pct')} above it (closed trades).</p>",
+                  table([[html.escape(k), fmt(v["trades"], "int"), fmt(v["win_rate"], "pct"), fmt(v["avg_return"], "pct")]
+                         for k, v in by_reason.items()], ["exit reason", "trades", "win rate", "mean return"])]
     for title, block in sections:
         parts += [f"<h2>{html.escape(title)}</h2>", block]
     parts.append("<h2>Charts</h2>")

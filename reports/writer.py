@@ -56,6 +56,10 @@ def write_run(out: Path, result, *, plot: bool = True, sections=(), alarms=(), e
     """Everything a run leaves behind. Returns {name: path}. A run whose strategy trained models
     (metrics ``walk_forward``) gets their tables, plots and leak alarm too."""
     out.mkdir(parents=True, exist_ok=True)
+    halted = result.metrics.get("kill_switch")
+    if halted:
+        alarms = [f"Kill switch tripped at {halted['datetime']}: {halted['reason']}. Every position was closed "
+                  "and no new entry was taken after it.", *alarms]
     wf = result.metrics.get("walk_forward")
     if wf is not None:
         from reports import model_report
@@ -67,6 +71,10 @@ def write_run(out: Path, result, *, plot: bool = True, sections=(), alarms=(), e
     write_records(out, result.records)
     write_metrics(out / "metrics.json", result.metrics)
     written = {name: str(out / name) for name in RECORD_FILES + ("metrics.json",)}
+    lines = getattr(result.strategy, "decision_lines", None)
+    if lines is not None:   # the plan's one line per decision
+        (out / "decisions.log").write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
+        written["decisions.log"] = str(out / "decisions.log")
     images: dict[str, str] = {}
     if plot:
         equity = result.records.equity.set_index(pd.to_datetime(result.records.equity["datetime"]))["equity"]

@@ -89,6 +89,7 @@ class RiskManager:
         self.config = config
         self.daily_loss = DailyLossLimit.from_config(config)
         self.kill_switch = DrawdownKillSwitch.from_config(config)
+        self._returns_cache: tuple | None = None   # (frame, its values, column -> position)
 
     # ---- gates -------------------------------------------------------------------------------
     def update_equity(self, timestamp, equity: float) -> EntryGate:
@@ -195,22 +196,49 @@ class RiskManager:
         return min(usage, 1.0), breach, limit_order
 
     # ---- measures ----------------------------------------------------------------------------
-    def _aligned_returns(self, returns: pd.DataFrame, symbols: list[str], bars: int) -> pd.DataFrame | None:
-        """The last ``bars`` rows of ``symbols``, keeping rows where all have a value; None if too few."""
-        frame = returns.reindex(columns=symbols).tail(bars).dropna()
-        return frame if len(frame) >= self.config.min_history_bars else None
+    # numpy on the returns' values: a bar assesses several candidates against the same frame, so its
+    # values and column positions are taken once (pandas' reindex and corr cost milliseconds a call)
+    def _values(self, returns: pd.DataFrame) -> tuple[np.ndarray, dict[str, int]]:
+        cached = self._returns_cache
+        if cached is None or cached[0] is not returns:
+            cached = (returns, returns.to_numpy(dtype=float), {c: i for i, c in enumerate(returns.columns)})
+            self._returns_cache = cached
+        return cached[1], cached[2]
 
-    def _portfolio_var(self, rows: pd.DataFrame, holdings: Mapping[str, float], symbol: str,
+    def _aligned_returns(self, returns: pd.DataFrame, symbols: list[str], bars: int) -> np.ndarray | None:
+        """The last ``bars`` rows of ``symbols`` (columns in that order), keeping rows where all have
+        a value; None if too few (a symbol without a column has no rows)."""
+        values, column = self._values(returns)
+        if any(s not in column for s in symbols):
+            return None
+        rows = values[-bars:, [column[s] for s in symbols]] if bars > 0 else values[:0, :0]
+        rows = rows[np.isfinite(rows).all(axis=1)]
+        return rows if len(rows) >= self.config.min_history_bars else None
+
+    def _portfolio_var(self, rows: np.ndarray, holdings: Mapping[str, float], symbol: str,
                        candidate_weight: float) -> float:
-        weights = pd.Series({**holdings, symbol: candidate_weight}).reindex(rows.columns, fill_value=0.0)
-        return historical_var(rows.to_numpy() @ weights.to_numpy(), self.config.var_confidence)
+        """``rows``: from :meth:`_aligned_returns` with columns ``[symbol, *holdings]``."""
+        weights = np.array([candidate_weight, *holdings.values()], dtype=float)
+        return historical_var(rows @ weights, self.config.var_confidence)
 
     def _max_correlation(self, returns: pd.DataFrame, symbol: str, holdings: list[str]) -> float | None:
         """Highest correlation of ``symbol`` with any holding over the last correlation_bars rows
         (pairwise complete, at least min_history_bars); None when none can be measured."""
-        present = [h for h in holdings if h in returns.columns]
-        if not present or symbol not in returns.columns:
+        values, column = self._values(returns)
+        present = [h for h in holdings if h in column]
+        if not present or symbol not in column:
             return None
-        window = returns[[symbol, *present]].tail(self.config.correlation_bars)
-        correlations = window.corr(min_periods=self.config.min_history_bars)[symbol].iloc[1:].dropna()
-        return float(correlations.max()) if len(correlations) else None
+        window = values[-self.config.correlation_bars:]
+        x = window[:, column[symbol]]
+        best = None
+        for h in present:
+            y = window[:, column[h]]
+            both = np.isfinite(x) & np.isfinite(y)
+            if both.sum() < self.config.min_history_bars:
+                continue
+            dx, dy = x[both] - x[both].mean(), y[both] - y[both].mean()
+            denominator = math.sqrt(float(dx @ dx) * float(dy @ dy))
+            if denominator > 0:
+                c = float(dx @ dy) / denominator
+                best = c if best is None else max(best, c)
+        return best

@@ -8,7 +8,8 @@ from common.errors import UserError
 # name -> "module:Class"; imported lazily so `--help` and the baseline never load the ML stack
 STRATEGIES = {
     "momentum_breakout": "strategies.momentum_breakout:MomentumBreakout",
-    "ml": "strategies.ml:MLStrategy",
+    "ml": "strategies.ml:MLTradingPlan",
+    "ml_equal_weight": "strategies.ml:MLEqualWeight",
 }
 
 

@@ -33,6 +33,7 @@ class OpenPosition:
     confidence: float | None = None
     expected_return: float | None = None
     entry_datetime: dt.datetime | None = None
+    entry_price: float | None = None
     bars_held: int = 0
     children: list = field(default_factory=list)  # live stop / target orders
     exiting: bool = False
@@ -149,6 +150,38 @@ class PortfolioStrategy(bt.Strategy):
                   plan.signal_price, stop_price, target_price, confidence)
         return main
 
+    def replace_exits(self, d, plan: OpenPosition, *, size: int, stop_price: float | None,
+                      target_price: float | None, trailing: bool = False) -> None:
+        """Cancel the position's stop and target orders and place new ones for ``size`` shares: a
+        stop (a stop-trail order from ``stop_price`` up, trailing by ``risk.trail_pct``, when ``trailing``) and a take-profit
+        limit, one cancelling the other. Backtrader cancels a bracket's children together, so the
+        pair is always replaced whole."""
+        for child in plan.children:
+            if child.alive():
+                self.cancel(child)
+        plan.children = []
+        symbol = d._name
+        stop = None
+        if trailing:
+            # the order starts at stop_price (Backtrader starts a stop-trail at price x (1 - trail)) and
+            # trails up from there: re-placing it never loosens the level it had reached
+            trail = self.cfg.risk.trail_pct
+            stop = self.sell(data=d, size=size, exectype=bt.Order.StopTrail, price=stop_price / (1 - trail),
+                             trailpercent=trail)
+            plan.children.append(self._tag(stop, symbol, "trailing_stop"))
+        elif stop_price is not None:
+            stop = self.sell(data=d, size=size, exectype=bt.Order.Stop, price=stop_price)
+            plan.children.append(self._tag(stop, symbol, "stop"))
+        if target_price is not None:
+            target = self.sell(data=d, size=size, exectype=bt.Order.Limit, price=target_price, oco=stop)
+            plan.children.append(self._tag(target, symbol, "target"))
+        plan.stop_price, plan.target_price = stop_price, target_price
+        for levels, level in ((self.stop_levels, stop_price), (self.target_levels, target_price)):
+            if level is None:
+                levels.pop(symbol, None)
+            else:
+                levels[symbol] = level
+
     def exit_position(self, d, reason: str):
         """Close the whole position at the next bar (same fill rule as entries); cancel its stop/target."""
         plan = self.positions_plan.get(d._name)
@@ -171,6 +204,7 @@ class PortfolioStrategy(bt.Strategy):
         if order.ref == plan.entry_order.ref:  # brokers notify with copies of the order
             if order.status == order.Completed:
                 plan.entry_datetime = bt.num2date(order.executed.dt)
+                plan.entry_price = float(order.executed.price)
                 plan.size = int(order.executed.size)
                 if plan.stop_price is not None:
                     self.stop_levels[symbol] = plan.stop_price

@@ -49,17 +49,36 @@ class _GrowingPanel:
 class WalkForwardSignals:
     """See the module docstring. ``hub``: the strategy's ``indicators.feature_bank.FeatureHub``."""
 
-    def __init__(self, cfg, hub, *, seed: int, progress: bool = False):
+    def __init__(self, cfg, hub, *, seed: int, progress: bool = False, given=None):
+        """given: (WalkForwardResult, PanelData) of a walk-forward already run over these very bars
+        (benchmarks: inference without training); runonce only."""
         self.cfg, self.hub = cfg, hub
         self.walk = WalkForward(cfg.models, seed, progress=progress)
-        self.data: PanelData | None = None
-        self._result: WalkForwardResult | None = None
+        self._result, self.data = given if given is not None else (None, None)
         # bar by bar
         self._panel: _GrowingPanel | None = None
         self._first: int | None = None
         self._folds: list[Fold] = []
         self._parts: list[Predictions] = []
         self._last = (-1, None)
+        self._scheduled = True
+        self.model_id: str | None = None     # a registry model in use (live), else None
+
+    def use_model(self, predictor, model_id: str) -> None:
+        """Trade a registry model (``run.py train``; live ``--model``): it predicts from the first
+        usable bar, and is retrained by :meth:`retrain_now` (the live schedule), not every
+        ``retrain_every`` bars. Bar by bar only."""
+        self.walk.predictor, self.model_id = predictor, model_id
+        self._scheduled, self._anchored = False, False
+
+    def retrain_now(self) -> dict | None:
+        """Retrain at the latest bar (the live runner's weekly retrain), on the bars seen so far."""
+        if self.data is None or self._last[0] < 0:
+            return None
+        info = self.walk.retrain(self.data, self._last[0])
+        self._folds.append(Fold(index=len(self._folds), test_start=self._last[0] + 1, test_end=self._last[0],
+                                n_test=0, **info))
+        return info
 
     # ---- the current bar ------------------------------------------------------------------------
     def current(self) -> Predictions | None:
@@ -101,17 +120,24 @@ class WalkForwardSignals:
         self._panel.append(np.datetime64(hub.strategy.datetime.datetime(0), "ns"), rows, close, high, low)
         g = self._panel
         self.data = self._panel_data(g.values[: g.n], *g.prices[:, : g.n], times=g.times[: g.n])
-        if self._first is None and valid_rows(self.data, self.cfg.models.min_feature_fraction, [t]).any():
+        usable = valid_rows(self.data, self.cfg.models.min_feature_fraction, [t]).any()
+        if self._first is None and usable:
             self._first = self.walk.first_retrain(self.data)     # the first usable bar + train_bars
-        if self._first is not None and self.walk.is_retrain_bar(t, self._first):
+        if self._scheduled and self._first is not None and self.walk.is_retrain_bar(t, self._first):
             info = self.walk.retrain(self.data, t)
             self._folds.append(Fold(index=len(self._folds), test_start=t, test_end=t, n_test=0, **info))
             log.info("retrained at bar %d (%s): %d samples", t, hub.strategy.datetime.datetime(0), info["n_train"])
-        if self.walk.predictor.fitted_at is None:
+        if self.walk.predictor.fitted_at is None or not usable:
             return None
+        if self.model_id is not None and not self._anchored:
+            # a registry model's GARCH state points at bars of its training calendar: re-fit it on
+            # the history this session has (the other models read features, not bar numbers)
+            self.walk.predictor.volatility.fit(self.data.close, t, self.cfg.models.train_bars)
+            self._anchored = True
         predictions = self.walk.predict(self.data, [t])
-        fold = self._folds[-1]
-        fold.test_end, fold.n_test = t, fold.n_test + len(predictions)
+        if self._folds:
+            fold = self._folds[-1]
+            fold.test_end, fold.n_test = t, fold.n_test + len(predictions)
         self._parts.append(predictions)
         return predictions if len(predictions) else None
 

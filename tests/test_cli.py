@@ -10,8 +10,9 @@ import pytest
 import run
 
 ROOT = Path(__file__).resolve().parents[1]
+# the baseline strategy keeps these runs fast; tests/strategies run the ML strategies
 SMALL = ["--data", "data/sample/AAPL_data.csv", "--data", "data/sample/JPM_data.csv",
-         "--data", "data/sample/XOM_data.csv"]
+         "--data", "data/sample/XOM_data.csv", "--strategy", "momentum_breakout"]
 
 
 @pytest.mark.parametrize("command", list(run.COMMANDS))

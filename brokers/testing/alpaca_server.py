@@ -461,7 +461,7 @@ class AlpacaTestServer:
                     self._trade_clients.discard(conn)
 
     async def _send_bars(self, bars: dict[str, Bar]) -> None:
-        self.bars_sent_at[max(bar.datetime for bar in bars.values())] = time.perf_counter()
+        messages = []
         for conn, symbols in list(self._data_clients.items()):
             batch = []
             for symbol, bar in sorted(bars.items()):
@@ -471,10 +471,14 @@ class AlpacaTestServer:
                                   "v": bar.volume, "t": msgpack.Timestamp.from_datetime(stamp), "n": 1,
                                   "vw": bar.close})
             if batch:
-                try:
-                    await conn.send(msgpack.packb(batch))
-                except Exception:  # a client gone
-                    self._data_clients.pop(conn, None)
+                messages.append((conn, msgpack.packb(batch)))
+        # stamped as the bars leave: encoding them is the server's time, not the client's
+        self.bars_sent_at[max(bar.datetime for bar in bars.values())] = time.perf_counter()
+        for conn, message in messages:
+            try:
+                await conn.send(message)
+            except Exception:  # a client gone
+                self._data_clients.pop(conn, None)
 
 
 def _float(value) -> float | None:

@@ -15,7 +15,9 @@ standard deviation; targets are standardised too (so the Huber delta is in stand
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 import warnings
 from pathlib import Path
 
@@ -29,13 +31,27 @@ from models.plugins.base import ModelPlugin, as_2d
 _CLIP_SD = 5.0
 
 
+@contextlib.contextmanager
+def _stderr_silenced():
+    """TensorFlow's C++ start-up notes (oneDNN, CPU features) go to file descriptor 2 before its
+    log level applies: a user's terminal shows none of them. Python errors still raise."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def keras_backend(threads: int):
     """Import Keras on TensorFlow, quietly, deterministic, with ``threads`` CPU threads."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    # oneDNN's fused kernels reorder float sums from run to run (TensorFlow says so at start-up)
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
-    import keras
-    import tensorflow as tf
+    with _stderr_silenced():
+        import keras
+        import tensorflow as tf
 
     try:  # only possible before TensorFlow starts its runtime; later calls keep the first setting
         tf.config.threading.set_intra_op_parallelism_threads(threads)

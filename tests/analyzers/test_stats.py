@@ -1,4 +1,5 @@
 """Performance statistics against known numbers and the papers' formulas."""
+import json
 import math
 
 import numpy as np
@@ -35,6 +36,27 @@ def test_intraday_equity_is_sampled_daily():
     equity = pd.Series([100, 90, 101, 101, 130, 102.0], index=index)
     assert_allclose(stats.daily_returns(equity).to_numpy(), [102 / 101 - 1])
     assert_allclose(stats.return_metrics(equity)["max_drawdown"], 1 - 102 / 130)  # drawdowns use every bar
+
+
+def test_a_run_shorter_than_a_day_has_no_cagr_and_no_nan():
+    """A live session: four hours of minute equity. Annualising it would raise its return to the power
+    2191 (or overflow); CAGR, the annual multiple and Calmar are None, every figure JSON-safe."""
+    index = pd.date_range("2026-03-02 09:30", periods=240, freq="min")
+    equity = pd.Series(100_000.0 * (1 + 0.0004 * np.sin(np.arange(240) / 9.0) + 0.00002 * np.arange(240)), index=index)
+    m = stats.return_metrics(equity)
+    assert m["cagr"] is None and m["annual_multiple"] is None and m["calmar"] is None
+    assert_allclose(m["total_return"], equity.iloc[-1] / equity.iloc[0] - 1)
+    assert m["n_days"] == 0 and m["sharpe"] == 0.0 and m["skew"] == 0.0 and m["kurtosis"] == 3.0
+    json.dumps(m, allow_nan=False)
+    single = stats.return_metrics(equity.iloc[:1])
+    assert single["cagr"] is None and single["total_return"] == 0.0 and single["max_drawdown"] == 0.0
+
+
+def test_cagr_too_large_for_a_float_is_none():
+    equity = pd.Series([100.0, 900.0], index=pd.to_datetime(["2020-01-01", "2020-01-02"]))  # x9 in a day
+    assert stats.return_metrics(equity)["cagr"] is None
+    doubled = pd.Series([100.0, 200.0], index=pd.to_datetime(["2020-01-01", "2020-01-08"]))
+    assert_allclose(stats.return_metrics(doubled)["cagr"], 2.0 ** (365.25 / 7) - 1)
 
 
 def test_trade_metrics_by_hand():

@@ -1,6 +1,8 @@
 """The journal: an intent is on disk before the order can be sent, fills are recorded once, state and
 settings round-trip, and a batch commits together (except intents, which commit at once)."""
 import datetime as dt
+import shutil
+import sqlite3
 
 import pytest
 
@@ -68,3 +70,26 @@ def test_an_unreachable_database_is_one_line_without_the_password():
     with pytest.raises(UserError) as error:
         Journal("postgresql+psycopg://trader:hunter2@127.0.0.1:9/journal")
     assert "hunter2" not in str(error.value) and "cannot open" in str(error.value)
+
+
+def test_manual_checkpoints_move_the_log_into_the_database_only_when_asked(tmp_path):
+    """With manual checkpoints a commit (an intent's included) only appends to the write-ahead log;
+    checkpoint() copies it into the database file. Readers see every commit either way."""
+    path = tmp_path / "journal.sqlite"
+    journal = Journal(sqlite_url(path), manual_checkpoints=True)
+    journal.checkpoint()  # the tables
+
+    def orders_in_the_database_file():
+        copy = tmp_path / "copy.sqlite"  # the file alone, without its log
+        shutil.copyfile(path, copy)
+        with sqlite3.connect(copy) as conn:
+            return conn.execute("SELECT count(*) FROM orders").fetchone()[0]
+
+    with journal.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 0  # never inside a commit
+    journal.record_intents([intent("A")] + [intent(f"B{n}") for n in range(300)])
+    assert orders_in_the_database_file() == 0
+    assert journal.order("A").status == "intent"
+    journal.checkpoint()
+    assert orders_in_the_database_file() == 301
+    journal.close()

@@ -15,6 +15,8 @@ from feeds.loader import load_universe
 
 pytestmark = pytest.mark.slow
 
+BASELINE = {"backtest.progress": False, "backtest.strategy": "momentum_breakout"}   # these tests are of the engine
+
 
 @pytest.fixture(scope="module")
 def bars():
@@ -23,7 +25,7 @@ def bars():
 
 @pytest.fixture(scope="module")
 def cfg():
-    return load_config(overrides={"backtest.progress": False})
+    return load_config(overrides=BASELINE)
 
 
 @pytest.fixture(scope="module")
@@ -117,14 +119,14 @@ def test_runonce_on_and_off_give_identical_results(cfg, bars, baseline):
 
 def test_costs_are_on_by_default_and_cost_money(cfg, bars, baseline):
     assert baseline.metrics["commission_paid"] > 0 and baseline.metrics["slippage_paid"] > 0
-    free = run_backtest(load_config(overrides={"backtest.progress": False, "costs.commission_bps": 0.0,
+    free = run_backtest(load_config(overrides={**BASELINE, "costs.commission_bps": 0.0,
                                                "costs.slippage_bps": 0.0}), bars)
     assert free.metrics["commission_paid"] == 0
     assert free.metrics["end_equity"] > baseline.metrics["end_equity"]
 
 
 def test_fill_on_next_close_option(bars):
-    cfg = load_config(overrides={"backtest.progress": False, "costs.fill": "next_close", "costs.slippage_bps": 0.0})
+    cfg = load_config(overrides={**BASELINE, "costs.fill": "next_close", "costs.slippage_bps": 0.0})
     small = {k: bars[k] for k in ("AAPL", "JPM", "XOM")}
     result = run_backtest(cfg, small)
     market = result.records.orders.query("type == 'close' and status == 'completed'")
@@ -163,7 +165,7 @@ def test_first_symbol_starting_late_does_not_delay_the_clock(cfg, bars):
 
 
 def test_start_date_trades_from_there_with_earlier_bars_as_warm_up(bars):
-    cfg = load_config(overrides={"backtest.progress": False, "backtest.start": dt.date(2016, 1, 4)})
+    cfg = load_config(overrides={**BASELINE, "backtest.start": dt.date(2016, 1, 4)})
     result = run_backtest(cfg, {k: bars[k] for k in ("AAPL", "JPM", "XOM")})
     assert pd.to_datetime(result.records.orders["datetime"]).min() >= pd.Timestamp("2016-01-04")
     assert pd.Timestamp(result.metrics["data_range"]["start"]) == pd.Timestamp("2016-01-04")
@@ -177,7 +179,7 @@ def test_a_rerun_is_identical(cfg, bars, baseline):
 
 def test_intraday_bars(cfg):
     bars = load_universe(["data/intraday/2006-min-005.txt"])
-    cfg = load_config(overrides={"backtest.progress": False, "momentum_breakout.momentum_bars": 12,
+    cfg = load_config(overrides={**BASELINE, "momentum_breakout.momentum_bars": 12,
                                  "momentum_breakout.breakout_bars": 12, "momentum_breakout.max_hold_bars": 6})
     result = run_backtest(cfg, bars)
     orders = result.records.orders

@@ -20,7 +20,7 @@ def test_chart_keeps_its_dated_x_axis_labels(tmp_path):
     import matplotlib.pyplot as plt
 
     bars = load_universe(["data/sample/AAPL_data.csv"])
-    result = run_backtest(load_config(overrides={"backtest.progress": False}), bars)
+    result = run_backtest(load_config(overrides={"backtest.progress": False, "backtest.strategy": "momentum_breakout"}), bars)
     ticks = "%Y-%m-%d"
     figs = result.cerebro.plot(plotter=HeadlessPlot(style="candle", volume=False, fmt_x_ticks=ticks), iplot=False)[0]
     fig = figs[0]

@@ -34,6 +34,7 @@ def live_config_text(server: AlpacaTestServer, state_dir: Path, *, extra: str = 
     urls = "\n".join(f'{k} = "{v}"' for k, v in server.urls.items())
     return f"""
 [backtest]
+strategy = "momentum_breakout"
 cash = 100000.0
 progress = false
 
@@ -55,7 +56,7 @@ max_position_weight = 0.3
 symbols = {SYMBOLS!r}
 timeframe = "1Min"
 calendar = "24/7"
-warmup_bars = 20
+warmup_bars = 320
 max_catchup_bars = 1
 bar_complete_seconds = 0.5
 stale_after_seconds = 1e9
@@ -141,7 +142,7 @@ class Deployment:
         from strategies import get_strategy
 
         cfg = self.config
-        self.journal = Journal(sqlite_url(self.journal_path))
+        self.journal = Journal(sqlite_url(self.journal_path), manual_checkpoints=True)  # as run.py live opens it
         self.runner = LiveRunner(cfg, strategy_cls=strategy_cls or get_strategy(STRATEGY_NAME), symbols=SYMBOLS,
                                  credentials=Credentials(self.server.key_id, self.server.secret_key), paper=True,
                                  journal=self.journal, state_dir=self.state)

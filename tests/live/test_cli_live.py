@@ -7,6 +7,9 @@ import pytest
 import run
 from brokers.secrets import KEY_VAR, SECRET_VAR
 from cli.live import CONFIRMATION
+from config import load_config
+from engine.live import check_warmup_bars, warmup_needed
+from strategies import get_strategy
 
 SECRET = "cli-planted-secret-9Qx"
 ROOT = Path(__file__).resolve().parents[2]
@@ -50,6 +53,24 @@ def test_unreachable_broker_is_retried_then_one_clear_line(keys, capsys):
     line = one_line_error(capsys)
     assert line == "error: Alpaca unreachable (account at 127.0.0.1:9): no connection after 2 attempts"
     assert SECRET not in capsys.readouterr().err
+
+
+def test_a_warmup_shorter_than_the_features_need_is_refused_before_connecting(keys, capsys):
+    """The first live bar must see every feature warmed up, as the backtest's does: a shorter
+    ``live.warmup_bars`` is one line naming the key and the value needed, before any request."""
+    keys.write_text(keys.read_text().replace("[live]\n", "[live]\nwarmup_bars = 300\n"))
+    needed, who = warmup_needed(load_config(keys), get_strategy("momentum_breakout"))
+    assert run.main(["live", "--config", str(keys), "--strategy", "momentum_breakout"]) == 2
+    assert one_line_error(capsys) == (f"error: live.warmup_bars = 300 is too short: {who} needs {needed} bars of "
+                                      f"history before the first live bar; set live.warmup_bars to at least {needed}")
+    assert needed >= 302 and who.startswith("the feature ")  # the longest feature warm-up (rsi_30 today)
+
+
+def test_the_default_warmup_covers_every_feature_and_strategy():
+    cfg = load_config()
+    for name in ("momentum_breakout", "ml"):
+        check_warmup_bars(cfg, get_strategy(name))
+    assert cfg.live.warmup_bars >= warmup_needed(cfg, get_strategy("momentum_breakout"))[0]
 
 
 def test_an_unknown_model_is_one_line(capsys):

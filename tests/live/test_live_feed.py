@@ -1,4 +1,5 @@
 """The bar clock hands out one timestamp at a time; the stale-data watchdog names why entries wait."""
+import asyncio
 import datetime as dt
 import time
 
@@ -35,12 +36,10 @@ def test_clock_releases_the_next_timestamp_only_once_the_last_is_taken():
     seen = []
     clock = BarClock(Scripted([groups[0], None, groups[1]]))
     clock.add_listener(lambda g: seen.append(g.datetime))
-    idle = []
-    clock.idle_listeners.append(lambda: idle.append(True))
     clock.get_notifications()
     assert clock.take("B") is None and clock.take("A") == bar(0)
-    clock.get_notifications()  # nothing came: B and A wait, the idle listeners hear it
-    assert clock.take("A") is None and idle == [True]
+    clock.get_notifications()  # nothing came: B and A wait
+    assert clock.take("A") is None
     clock.get_notifications()
     assert clock.take("A") == bar(1)
     clock.get_notifications()  # B's bar of this time is still untaken: no new timestamp
@@ -64,3 +63,25 @@ def test_watchdog_names_a_silent_feed_and_an_old_bar():
     assert source.stale_reason().startswith(f"stale data: the bar of {now - dt.timedelta(minutes=5)} is")
     source._release(BarGroup(now + dt.timedelta(minutes=1), {"A": bar(0)}, live=True))
     assert source.stale_reason() is None
+
+
+def test_a_minute_is_released_when_every_symbol_has_its_bar_and_waits_meanwhile():
+    """Streamed bars of one minute gather until every symbol has one; meanwhile a bar is waiting (the
+    broker's sync pauses for it) but none is released."""
+    cfg = load_config(overrides={"live.timeframe": "1Min", "live.calendar": "24/7",
+                                 "live.bar_complete_seconds": 30.0}).live
+    calendar = MarketCalendar("24/7")
+    source = AlpacaBarSource(None, ["A", "B"], calendar, cfg, history_start=calendar.now(), end=None, stream=True)
+    clock = BarClock(source)
+
+    def arrive(symbol):
+        raw = {"S": symbol, "t": "2024-01-02T14:30:00Z", "o": 1.0, "h": 2.0, "l": 0.5, "c": 1.5, "v": 100.0}
+        asyncio.run(source._on_bar(raw))
+
+    assert not clock.bar_waiting()
+    arrive("A")
+    assert clock.bar_waiting() and source.next_group(timeout=0.01) is None
+    arrive("B")
+    group = source.next_group(timeout=0.01)
+    assert group.datetime == T and sorted(group.bars) == ["A", "B"] and group.bars["B"].close == 1.5
+    assert not clock.bar_waiting()

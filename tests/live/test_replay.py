@@ -17,8 +17,9 @@ def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("parity")
     data = [arg for path in SAMPLE for arg in ("--data", path)]
     replay = [arg for path in SAMPLE for arg in ("--replay", path)]
-    assert run.main(["backtest", *data, "--out", str(root / "backtest"), "--no-plot"]) == 0
-    assert run.main(["live", *replay, "--out", str(root / "replay"), "--no-plot"]) == 0
+    baseline = ["--strategy", "momentum_breakout"]
+    assert run.main(["backtest", *data, *baseline, "--out", str(root / "backtest"), "--no-plot"]) == 0
+    assert run.main(["live", *replay, *baseline, "--out", str(root / "replay"), "--no-plot"]) == 0
     return root / "backtest", root / "replay"
 
 

@@ -93,8 +93,8 @@ def test_planted_secret_is_in_no_file_and_no_log_line(tmp_path):
         process.send_signal(signal.SIGTERM)
         assert process.wait(60) == 0
     replay = subprocess.run([sys.executable, "run.py", "-v", "live", "--replay", "data/sample/AAPL_data.csv",
-                             "--out", str(tmp_path / "replay"), "--no-plot"], cwd=ROOT, env=env,
-                            capture_output=True, timeout=120)
+                             "--strategy", "momentum_breakout", "--out", str(tmp_path / "replay"), "--no-plot"],
+                            cwd=ROOT, env=env, capture_output=True, timeout=120)
     assert replay.returncode == 0
     (tmp_path / "replay-output.txt").write_bytes(replay.stdout + replay.stderr)
     written = [p for p in tmp_path.rglob("*") if p.is_file()]

@@ -1,9 +1,10 @@
-"""The ``ml`` strategy end to end on real sample data: the walk-forward inside the strategy, its
+"""The ML strategies end to end on real sample data: the walk-forward inside the strategy, its
 report section, no lookahead (truncating the future changes nothing before the cut), the same
-numbers bar by bar as in a batch backtest, and seeded reproducibility.
+numbers bar by bar as in a batch backtest, seeded reproducibility, and the trading plan's rules
+(sizing, stops, targets, risk gates) in its records.
 
 Most tests use a small model config (LightGBM only, few trees, 6 symbols) so they take seconds;
-one runs the default config on the whole sample, as ``python run.py backtest --strategy ml`` does.
+one runs the default config on the whole sample, as ``python run.py backtest`` does.
 """
 import json
 
@@ -20,7 +21,7 @@ pytestmark = pytest.mark.slow
 
 SYMBOLS = ["AAPL", "JPM", "KO", "NVDA", "PYPL", "XOM"]   # PYPL starts in 2015: a late symbol
 SMALL = {
-    "backtest.strategy": "ml", "backtest.progress": False,
+    "backtest.progress": False,
     "models.base_models": ["lightgbm"], "models.threads": 1,
     "models.train_bars": 126, "models.retrain_every": 63,
     "models.lightgbm.n_estimators": 40, "models.search.draws": 2, "models.search.folds": 2,
@@ -29,8 +30,8 @@ SMALL = {
 }
 
 
-def small_cfg(**extra):
-    return load_config(overrides={**SMALL, **extra})
+def small_cfg(strategy="ml", **extra):
+    return load_config(overrides={**SMALL, "backtest.strategy": strategy, **extra})
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +41,14 @@ def bars():
 
 @pytest.fixture(scope="module")
 def small_run(bars):
+    """The trading plan (``ml``) on the small config."""
     return run_backtest(small_cfg(), bars)
+
+
+@pytest.fixture(scope="module")
+def equal_run(bars, small_run):
+    """``ml_equal_weight`` on the same predictions (the walk-forward is the same: reuse it)."""
+    return run_backtest(small_cfg("ml_equal_weight"), bars, walk_forward=small_run.strategy.walk_forward())
 
 
 def predictions_frame(result) -> pd.DataFrame:
@@ -49,8 +57,8 @@ def predictions_frame(result) -> pd.DataFrame:
     return frame.drop(columns="bar").set_index(["time", "symbol"]).sort_index()
 
 
-def test_trades_follow_the_entry_rule_and_exit_at_the_horizon(small_run):
-    cfg, trades = small_run.cfg, small_run.records.trades
+def test_equal_weight_trades_follow_the_entry_rule_and_exit_at_the_horizon(equal_run):
+    cfg, trades = equal_run.cfg, equal_run.records.trades
     assert len(trades) > 10
     assert (trades["confidence"] >= cfg.ml.min_confidence).all()
     assert (trades["expected_return"] > cfg.ml.min_expected_return).all()
@@ -62,7 +70,7 @@ def test_trades_follow_the_entry_rule_and_exit_at_the_horizon(small_run):
     assert weight.median() == pytest.approx(1 / cfg.risk.max_positions, rel=0.02)
     assert weight.max() < 1.15 / cfg.risk.max_positions
     # the trade's confidence is the prediction of the bar it was decided on
-    predictions = predictions_frame(small_run)
+    predictions = predictions_frame(equal_run)
     first = trades.iloc[0]
     decided = predictions.xs(first["symbol"], level="symbol")["confidence"]
     decided = decided[decided.index < pd.Timestamp(first["entry_datetime"])].iloc[-1]
@@ -94,24 +102,33 @@ def test_walk_forward_section_and_report(small_run, tmp_path):
 
 def test_leak_alarm_is_raised_in_the_report(small_run, tmp_path):
     """The alarm's wiring: a section over the threshold puts the warning at the top of the report."""
+    import dataclasses
+
     from reports import model_report
 
-    wf = dict(small_run.metrics["walk_forward"], directional_accuracy=0.61, leak_alarm=True)
-    assert "Probable leak" in model_report.leak_alarms(wf)[0]
-    assert model_report.leak_alarms(small_run.metrics["walk_forward"]) == [] or wf["leak_alarm"]
+    real = small_run.metrics["walk_forward"]
+    assert bool(model_report.leak_alarms(real)) == real["leak_alarm"]
+    leaky = dict(real, directional_accuracy=0.61, leak_alarm=True)
+    write_run(tmp_path, dataclasses.replace(small_run, metrics={**small_run.metrics, "walk_forward": leaky}),
+              plot=False)
+    page = (tmp_path / "report.html").read_text()
+    assert page.index("Probable leak") < page.index("<h2>Performance</h2>")
 
 
 def test_changing_the_future_changes_nothing_before_it(bars, small_run):
     """No lookahead through the whole strategy: the run on data cut at a date predicts and trades
     exactly as the full run up to that date."""
-    cut = pd.Timestamp("2016-09-01")
+    cut = pd.Timestamp("2017-09-01")
     truncated = run_backtest(small_cfg(), {s: f[f.index < cut] for s, f in bars.items()})
     full, part = predictions_frame(small_run), predictions_frame(truncated)
     before = full[full.index.get_level_values("time") < cut]
     assert len(before) > 1000
     pd.testing.assert_frame_equal(before, part.loc[before.index], check_exact=True)
     done = lambda t: t[pd.to_datetime(t["exit_datetime"]) < cut - pd.Timedelta(days=7)].reset_index(drop=True)
+    assert len(done(small_run.records.trades)) >= 5
     pd.testing.assert_frame_equal(done(small_run.records.trades), done(truncated.records.trades))
+    lines = lambda r: [line for line in r.strategy.decision_lines if line[:10] < str(cut - pd.Timedelta(days=7))[:10]]
+    assert lines(small_run) == lines(truncated)
 
 
 def test_bar_by_bar_gives_the_batch_numbers(bars, small_run):
@@ -130,14 +147,87 @@ def test_same_seed_same_metrics(bars, small_run):
                                                                                   default=str)
 
 
-def test_default_ml_backtest_on_the_whole_sample(tmp_path):
-    """``python run.py backtest --strategy ml`` as shipped: every model of the default config."""
-    cfg = load_config(overrides={"backtest.strategy": "ml", "backtest.progress": False, "models.threads": 1})
+def decisions(result) -> pd.DataFrame:
+    """The BUY lines of the plan's decision log as a table."""
+    pattern = (r"^(?P<date>\S+) \S+ (?P<symbol>\S+) BUY size (?P<size>\d+) entry (?P<entry>[\d.]+) "
+               r"target (?P<target>[\d.]+) stop (?P<stop>[\d.]+) confidence (?P<confidence>[\d.]+) "
+               r"expected (?P<expected>[-\d.]+) weight (?P<weight>[\d.]+)")
+    lines = pd.Series(result.strategy.decision_lines)
+    table = lines.str.extract(pattern).dropna()
+    return table.astype({c: float for c in table.columns if c not in ("date", "symbol")})
+
+
+def test_kill_switch_flattens_and_halts(bars, small_run):
+    # the limit: just under a new record drawdown the run had, without it, on a bar with positions open
+    held = set(small_run.records.positions["datetime"].astype(str))
+    record, limit = 0.0, None
+    for when, drawdown in zip(small_run.records.equity["datetime"].astype(str), small_run.records.equity["drawdown"]):
+        if drawdown > record * 1.01 and when in held:
+            limit = drawdown * 0.999
+            break
+        record = max(record, drawdown)
+    cfg = small_cfg(**{"risk.max_drawdown": limit})
+    result = run_backtest(cfg, bars, walk_forward=small_run.strategy.walk_forward())
+    halted = result.strategy.halted
+    assert halted is not None and "below its peak" in halted["reason"]
+    trades = result.records.trades
+    when = pd.Timestamp(halted["datetime"])
+    open_then = trades[(pd.to_datetime(trades["entry_datetime"]) <= when)
+                       & (pd.to_datetime(trades["exit_datetime"]) > when)]
+    assert len(open_then) and (open_then["exit_reason"] == "kill_switch").all()
+    assert (pd.to_datetime(trades["entry_datetime"]) <= when + pd.Timedelta(days=4)).all()   # nothing new after
+    assert result.metrics["exit_reasons"].get("kill_switch", 0) == len(open_then)
+    assert any("KILL SWITCH" in line for line in result.strategy.decision_lines)
+    assert result.metrics["kill_switch"] == halted
+
+
+def test_daily_loss_limit_blocks_entries_that_day(bars, small_run):
+    cfg = small_cfg(**{"risk.daily_loss_limit": 0.0005})
+    result = run_backtest(cfg, bars, walk_forward=small_run.strategy.walk_forward())
+    lines = pd.Series(result.strategy.decision_lines)
+    blocked = set(lines[lines.str.contains("no new entries")].str[:10])
+    assert blocked
+    bought = set(decisions(result)["date"])
+    assert not blocked & bought
+    assert len(bought) < len(set(decisions(small_run)["date"]))
+
+
+def test_default_ml_plan_on_the_whole_sample(tmp_path):
+    """``python run.py backtest`` as shipped: the trading plan with every model of the default
+    config on the whole sample. Its records obey the plan's rules."""
+    cfg = load_config(overrides={"backtest.progress": False, "models.threads": 1})
+    assert cfg.backtest.strategy == "ml"
     result = run_backtest(cfg, load_universe(cfg.data.paths))
-    m = result.metrics
+    m, risk = result.metrics, cfg.risk
     wf = m["walk_forward"]
     assert wf["models"] == ["xgboost", "lightgbm", "dense", "lstm"] and wf["retrains"] >= 30
     assert 0.45 < wf["directional_accuracy"] < wf["leak_alarm_accuracy"]
-    assert m["n_trades"] > 0 and m["buy_and_hold"]["total_return"] > 0
     trades = result.records.trades
-    assert (trades["confidence"] >= 0.65).all() and (trades["expected_return"] > 0.01).all()
+    assert len(trades) >= 20 and trades[["initial_stop", "target", "confidence", "expected_return",
+                                         "equity_at_entry"]].notna().all().all()
+    assert (trades["confidence"] >= cfg.ml.min_confidence).all()
+    assert (trades["expected_return"] > cfg.ml.min_expected_return).all()
+    reasons = set(trades["exit_reason"])
+    assert {"stop", "trailing_stop", "target"} <= reasons <= set(("stop", "trailing_stop", "target", "signal", "time",
+                                                                  "kill_switch", "end"))
+    buys = decisions(result)
+    assert len(buys) >= len(trades)                 # a limit order may go unfilled
+    equity_log = result.records.equity
+    equity = buys["date"].map(dict(zip(equity_log["datetime"].astype(str).str[:10], equity_log["equity"])))
+    stop_pct = 1 - buys["stop"] / buys["entry"]
+    assert stop_pct.between(risk.stop_min - 1e-4, risk.stop_max + 1e-4).all()        # initial stop 0.5-5%
+    assert (buys["target"] > buys["entry"]).all()
+    value = buys["size"] * buys["entry"]
+    assert (value <= risk.max_position_weight * equity * 1.001).all()                 # 10% a position
+    assert (value >= risk.min_position_value * 0.999).all()                           # $1000 at least
+    assert (value * stop_pct <= risk.risk_per_trade * equity * 1.001).all()           # 2% risk a trade
+    positions = result.records.positions
+    assert positions.groupby("datetime")["symbol"].nunique().max() <= risk.max_positions
+    # a stop never loosens while a position is held (stop, moved stop, then trailing stop)
+    for (_, trade) in trades.iterrows():
+        held = positions[(positions["symbol"] == trade["symbol"])
+                         & (positions["datetime"] >= trade["entry_datetime"])
+                         & (positions["datetime"] < trade["exit_datetime"])]["stop"].dropna()
+        assert (held.diff().dropna() >= -1e-9).all(), trade["symbol"]
+    written = write_run(tmp_path, result, plot=False)
+    assert "decisions.log" in written and "Stops and targets" in (tmp_path / "report.html").read_text()
