@@ -246,7 +246,7 @@ class MLTradingPlan(MLStrategy):
         if self.halted is None:
             self.halted = {"datetime": str(now), "reason": reason}
             log.warning("%s kill switch: %s; flattening and halting new entries for the rest of the run "
-                        "(resume: a new run, or reset the live state)", now, reason)
+                        "(live, it survives restarts: a changed risk.max_drawdown clears it)", now, reason)
             self._decision(now, "-", f"KILL SWITCH {reason}: flatten, halt")
         for symbol, plan in list(self.positions_plan.items()):
             d = self.by_name[symbol]
@@ -423,4 +423,5 @@ class MLTradingPlan(MLStrategy):
 
     def import_state(self, state: dict) -> None:
         self.risk.load_state(state["risk"])
-        self.halted = state.get("halted")
+        # a latch cleared by a changed risk.max_drawdown clears its record too
+        self.halted = state.get("halted") if self.risk.kill_switch.tripped else None

@@ -179,6 +179,16 @@ def test_kill_switch_flattens_and_halts(bars, small_run):
     assert result.metrics["exit_reasons"].get("kill_switch", 0) == len(open_then)
     assert any("KILL SWITCH" in line for line in result.strategy.decision_lines)
     assert result.metrics["kill_switch"] == halted
+    # live restarts: the latch and its record survive a JSON round trip; a changed limit clears both
+    from risk.manager import RiskManager
+
+    strategy = result.strategy
+    state = json.loads(json.dumps(strategy.export_state()))
+    strategy.import_state(state)
+    assert strategy.halted == halted and strategy.risk.kill_switch.tripped
+    strategy.risk = RiskManager(cfg.risk.model_copy(update={"max_drawdown": 0.5}))
+    strategy.import_state(state)
+    assert strategy.halted is None and not strategy.risk.kill_switch.tripped
 
 
 def test_daily_loss_limit_blocks_entries_that_day(bars, small_run):
