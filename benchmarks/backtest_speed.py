@@ -16,6 +16,7 @@ precomputed rows and predictions plus the decisions. ``--no-ml`` skips them.
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import sys
 import time
@@ -25,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from benchmarks.universe import clean_tickers, source_folder  # noqa: E402
 from config import load_config  # noqa: E402
 from engine.backtest import build_cerebro  # noqa: E402
 from engine.compat import bt  # noqa: E402
@@ -39,23 +41,10 @@ class EmptyStrategy(PortfolioStrategy):
 
 
 def universe(n: int) -> tuple[dict, str]:
-    """The first n clean full-history tickers (files that fail validation are skipped)."""
-    from common.errors import DataError
-    from feeds.loader import load_bars
-
-    shared = ROOT.parent / "shared" / "data" / "sp500_5yr"
-    folder = shared if shared.is_dir() else ROOT / "data" / "sample"
-    bars = {}
-    for path in sorted(folder.glob("*.csv")):
-        try:
-            symbol, frame = load_bars(path)
-        except DataError:
-            continue
-        if len(frame) == 1259:
-            bars[symbol] = frame
-        if len(bars) == n:
-            break
-    return bars, f"{folder} (first {len(bars)} clean full-history tickers)"
+    """The first n clean tickers with the full history (1259 bars)."""
+    full = ((symbol, frame) for symbol, frame in clean_tickers(1259) if len(frame) == 1259)
+    bars = dict(itertools.islice(full, n))
+    return bars, f"{source_folder()} (first {len(bars)} clean full-history tickers)"
 
 
 def time_run(cfg, bars, strategy_cls, repeat: int, **kwargs) -> float:

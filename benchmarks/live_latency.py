@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import gc
+import itertools
 import os
 import signal
 import statistics
@@ -33,29 +34,17 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from brokers.journal import EQUITY, STRATEGY_STATE, Journal, sqlite_url  # noqa: E402
 from brokers.testing.alpaca_server import AlpacaTestServer  # noqa: E402
-from common.errors import DataError  # noqa: E402
 from feeds.live_feed import bars_of  # noqa: E402
-from feeds.loader import load_bars  # noqa: E402
+from benchmarks.universe import clean_tickers, source_folder  # noqa: E402
 
 PREFIX = "bench-"
 NAME = f"{PREFIX}momentum_breakout"
 
 
 def universe(n: int, length: int) -> tuple[dict, str]:
-    """The first n clean tickers with ``length`` bars (the shared S&P 500 folder, else the sample)."""
-    shared = ROOT.parent / "shared" / "data" / "sp500_5yr"
-    folder = shared if shared.is_dir() else ROOT / "data" / "sample"
-    bars = {}
-    for path in sorted(folder.glob("*.csv")):
-        try:
-            symbol, frame = load_bars(path)
-        except DataError:
-            continue
-        if len(frame) >= length:
-            bars[symbol] = bars_of(frame.iloc[:length])
-        if len(bars) == n:
-            break
-    return bars, str(folder)
+    """The first n clean tickers with ``length`` bars, cut to that length."""
+    bars = {symbol: bars_of(frame.iloc[:length]) for symbol, frame in itertools.islice(clean_tickers(length), n)}
+    return bars, str(source_folder())
 
 
 def config(server: AlpacaTestServer, symbols: list[str], state: Path, warmup: int) -> str:
