@@ -9,23 +9,11 @@ from sqlalchemy import create_engine, text
 
 import run
 from models.registry import REGISTRY_ROOT
+from tests.strategies.test_train_cli import SMALL_TOML as SMALL_MODELS_TOML
 
 pytestmark = pytest.mark.slow
 
-SMALL_TOML = """
-[models]
-base_models = ["lightgbm"]
-threads = 1
-train_bars = 126
-retrain_every = 63
-[models.lightgbm]
-n_estimators = 40
-[models.search]
-draws = 2
-folds = 2
-[backtest]
-progress = false
-"""
+SMALL_TOML = SMALL_MODELS_TOML + "[backtest]\nprogress = false\n"
 FILES = ["data/sample/AAPL_data.csv", "data/sample/KO_data.csv", "data/sample/XOM_data.csv"]
 
 
