@@ -23,6 +23,7 @@ import asyncio
 import functools
 import json
 import logging
+import os
 import threading
 import time
 from urllib.parse import urlparse
@@ -50,6 +51,11 @@ def backoff_delays(attempts: int, first: float, longest: float):
         delay *= 2
 
 
+def _base_url(client) -> str:
+    """A client's base URL: alpaca-py keeps the default ones as ``BaseURL`` members."""
+    return str(getattr(client._base_url, "value", client._base_url))
+
+
 class AlpacaStore:
     def __init__(self, credentials: Credentials, live_cfg, *, paper: bool = True):
         from alpaca.data.historical.stock import StockHistoricalDataClient
@@ -68,7 +74,15 @@ class AlpacaStore:
         for client in (self.trading, self.data, self.cancel_client):
             session = client._session
             session.request = functools.partial(session.request, timeout=live_cfg.request_timeout_seconds)
-        self.trading_host = urlparse(str(self.trading._base_url)).netloc
+            # requests reads the proxy, .netrc and CA-bundle variables afresh on every request (a
+            # scan of the environment and file checks, a few tenths of a millisecond an order): read
+            # them once here. Alpaca authenticates by headers, so .netrc has nothing to add.
+            session.proxies.update(requests.utils.get_environ_proxies(_base_url(client)))
+            bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+            if bundle:
+                session.verify = bundle
+            session.trust_env = False
+        self.trading_host = urlparse(_base_url(self.trading)).netloc
         self._threads: list[tuple[object, threading.Thread]] = []
 
     # ---- REST ------------------------------------------------------------------------------

@@ -545,6 +545,11 @@ class Window(Op):
     columns without a NaN inside go through TA-Lib, which gives the same values), the stream to the
     windows gathered from its ring buffers, so both run the same reduction; but the stream tracks
     rolling extremes incrementally (:func:`_stream_extremes`), which is exact as well.
+
+    The sums of ``mean_abs_dev`` and ``volume_below`` add the window's terms one at a time, oldest
+    first: the stream by a running sum along the window (``np.add.accumulate``), the batch by
+    adding whole lagged columns (:meth:`_lag_sums`), the same additions in the same order, and
+    far faster on long histories than reducing millions of small windows.
     """
 
     name = "window"
@@ -579,19 +584,46 @@ class Window(Op):
             idx = (recent_first.argmax(axis=-1) if kind == "bars_since_max"
                    else recent_first.argmin(axis=-1)).astype(np.float64)
             return np.where(np.isnan(w).any(axis=-1), np.nan, idx)
-        # sums run over a contiguous last axis in both evaluators, so they add in the same order
-        windows = [np.ascontiguousarray(x) for x in windows]
-        w = windows[0]
         if kind == "mean_abs_dev":
-            deviation = w - w.mean(axis=-1)[..., None]
-            return np.abs(deviation, out=deviation).mean(axis=-1)
-        if kind == "dot":
-            return w @ np.asarray(extra)
+            mean = _running_total(w) / n
+            return _running_total(np.abs(w - mean[..., None])) / n
+        if kind == "dot":  # a contiguous last axis in both evaluators: the same products and sums
+            return np.ascontiguousarray(w) @ np.asarray(extra)
         if kind == "volume_below":  # share of the window's volume traded at or below the current price
             price, volume = windows
-            below = np.where(price <= current[0][..., None], volume, 0.0)
-            return _div(below.sum(axis=-1), volume.sum(axis=-1))
+            # volume x (price <= current): where the volume is NaN, so is the window's total
+            below = volume * (price <= current[0][..., None])
+            return _div(_running_total(below), _running_total(volume))
         raise ValueError(f"unknown window kind {kind}")
+
+    _LAGGED = ("mean_abs_dev", "volume_below")
+
+    def _lag_sums(self, xs, out) -> None:
+        """The batch of the kinds in ``_LAGGED``: the kernel's sums over whole lagged columns,
+        window position k (oldest first) being rows k .. k + R - 1 for the R full windows."""
+        kind, n, _ = self.params
+        rows = len(xs[0]) - n + 1
+        lag = lambda x, k: x[k: k + rows]  # noqa: E731
+        if kind == "mean_abs_dev":
+            x = xs[0]
+            total = lag(x, 0).copy()
+            for k in range(1, n):
+                np.add(total, lag(x, k), out=total)
+            mean = np.true_divide(total, n, out=total)
+            deviations, term = np.abs(lag(x, 0) - mean), np.empty_like(mean)
+            for k in range(1, n):
+                np.abs(np.subtract(lag(x, k), mean, out=term), out=term)
+                np.add(deviations, term, out=deviations)
+            np.true_divide(deviations, n, out=out[n - 1:])
+            return
+        price, volume, current = xs[0], xs[1], xs[2][n - 1:]
+        below, total = lag(volume, 0) * (lag(price, 0) <= current), lag(volume, 0).copy()
+        at_or_below, term = np.empty(below.shape, dtype=bool), np.empty(below.shape)
+        for k in range(1, n):
+            np.less_equal(lag(price, k), current, out=at_or_below)
+            np.add(below, np.multiply(lag(volume, k), at_or_below, out=term), out=below)
+            np.add(total, lag(volume, k), out=total)
+        _div(below, total, out=out[n - 1:])
 
     writes_out = True
 
@@ -602,6 +634,9 @@ class Window(Op):
         out.fill(np.nan)
         rows = xs[0].shape[0] - n + 1
         if rows <= 0:
+            return out
+        if kind in self._LAGGED:
+            self._lag_sums(xs, out)
             return out
         cols = slice(None)
         if kind in self._TALIB:
@@ -656,6 +691,11 @@ class Window(Op):
         def step():
             target[...] = self.kernel([read() for read in readers], [c() for c in current])
         return step
+
+
+def _running_total(w: np.ndarray) -> np.ndarray:
+    """Sum along the last axis, one term at a time from the first (see :class:`Window`)."""
+    return np.add.accumulate(w, axis=-1)[..., -1]
 
 
 SHORT_WINDOW = 32  # rescans of windows up to this long and of longer ones are read separately

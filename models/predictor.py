@@ -30,7 +30,7 @@ from models.calibration import ProbabilityCalibrator
 from models.dataset import PanelData, flat, sequences, valid_rows
 from models.ensemble import StackingMetaLearner
 from models.plugins import load_plugin, make_plugin
-from models.prices import market_features, trailing_volatility
+from models.prices import market_features, trailing_volatility_at
 from models.regime import RegimeClassifier
 from models.splits import purged_kfold, training_samples, validation_split
 from models.stoploss import StopLossModel
@@ -240,7 +240,7 @@ class EnsemblePredictor:
         self.calibrators = [
             ProbabilityCalibrator(cal.method, cal.min_isotonic_samples, cal.isotonic_bin_samples)
             .fit(score[ok, h], y[ok, h] > 0) for h in range(len(self.horizons))]
-        scale = trailing_volatility(data.close, cfg.volatility.realised_bars)[bars, symbols][:, None] \
+        scale = trailing_volatility_at(data.close, bars, symbols, cfg.volatility.realised_bars)[:, None] \
             * np.sqrt(self.horizons)
         z = (y - score) / scale
         z = z[ok & np.isfinite(z).all(axis=1)]
@@ -267,7 +267,7 @@ class EnsemblePredictor:
         base = self._predict_base(data, bars, symbols, X)
         expected = self.meta.predict(base)
         prob = np.column_stack([c.predict(expected[:, h]) for h, c in enumerate(self.calibrators)])
-        scale = trailing_volatility(data.close, self.cfg.volatility.realised_bars)[bars, symbols][:, None] \
+        scale = trailing_volatility_at(data.close, bars, symbols, self.cfg.volatility.realised_bars)[:, None] \
             * np.sqrt(self.horizons)
         timing = self.timing.predict(self.inputs(self.timing.plugin, data, bars, symbols, X))
         return Predictions(

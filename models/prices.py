@@ -32,6 +32,25 @@ def trailing_volatility(close: np.ndarray, bars: int) -> np.ndarray:
     return out
 
 
+def trailing_volatility_at(close: np.ndarray, bars: np.ndarray, symbols: np.ndarray, n: int) -> np.ndarray:
+    """``trailing_volatility(close, n)[bars, symbols]`` computed at those rows only (a live bar
+    costs a window per symbol, not the whole history)."""
+    bars, symbols = np.asarray(bars), np.asarray(symbols)
+    out = np.full(len(bars), np.nan)
+    for j in np.unique(symbols):
+        mine = np.flatnonzero(symbols == j)
+        rows, c = own_bars(close[: bars[mine].max() + 1], j)
+        r = np.diff(np.log(c))
+        if len(r) < n:
+            continue
+        k = np.searchsorted(rows, bars[mine])  # the bar's position among the symbol's own bars
+        ok = (k >= n) & (k < len(rows)) & (rows[np.minimum(k, len(rows) - 1)] == bars[mine])
+        if ok.any():
+            windows = np.lib.stride_tricks.sliding_window_view(r, n)[k[ok] - n]
+            out[mine[ok]] = windows.std(axis=1, ddof=1)
+    return out
+
+
 def market_features(close: np.ndarray, vol_bars: int) -> np.ndarray:
     """(T, 2): the equal-weight index's log return (mean over the symbols trading at t) and its
     realised volatility over the last ``vol_bars`` calendar bars (ddof 1)."""

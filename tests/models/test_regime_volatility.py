@@ -48,3 +48,32 @@ def test_garch_falls_back_to_realised_volatility_with_a_log_line(sample_prices, 
     assert "realised volatility instead for 2 symbol(s)" in caplog.text
     out = garch.predict(close, np.array([90, 90]), np.array([0, 1]))
     assert_allclose(out, trailing_volatility(close, 20)[90])
+
+
+def test_garch_forecasts_equal_arch_package(sample_prices):
+    """The in-house recursion gives ``arch``'s own forecasts (fix + forecast) for the same parameters."""
+    from arch import arch_model
+
+    from models.volatility import garch_variance_forecasts
+
+    r = 100.0 * np.diff(np.log(sample_prices["close"][:400, 0]))
+    for p, q in ((1, 1), (2, 1), (1, 2)):
+        fitted = arch_model(r[:300], mean="Zero", vol="GARCH", p=p, q=q, rescale=False).fit(disp="off")
+        params = np.asarray(fitted.params, dtype=np.float64)
+        expected = arch_model(r, mean="Zero", vol="GARCH", p=p, q=q, rescale=False).fix(params) \
+            .forecast(horizon=5, start=250, reindex=False).variance.to_numpy()
+        origins = np.arange(250, len(r))
+        assert_allclose(garch_variance_forecasts(params, p, q, r, origins, 5), expected, rtol=1e-9)
+        # one origin alone reads nothing after it
+        assert_allclose(garch_variance_forecasts(params, p, q, r[:261], [260], 5)[0], expected[10], rtol=1e-9)
+
+
+def test_trailing_volatility_at_equals_the_whole_panel(sample_prices):
+    from models.prices import trailing_volatility_at
+
+    close = sample_prices["close"][:, :6].copy()
+    close[100:110, 2] = np.nan                          # a symbol without bars for a while
+    full = trailing_volatility(close, 20)
+    bars = np.repeat(np.arange(0, 400, 7), 6)
+    symbols = np.tile(np.arange(6), len(bars) // 6)
+    assert_array_equal(trailing_volatility_at(close, bars, symbols, 20), full[bars, symbols])
