@@ -1,23 +1,42 @@
 #!/usr/bin/env python
 """Live latency: a bar's arrival on the websocket to the order it causes reaching the broker.
 
-A real ``python run.py live`` process trades ``momentum_breakout`` (fast parameters, so most bars
-place orders) on ``--symbols`` symbols against the local Alpaca-compatible server
-(``brokers.testing.alpaca_server``): history for the warm-up, then one bar of every symbol per minute
-over the market data websocket. The server stamps, on one clock, when it sends each bar and when each
-order POST arrives; an order's latency is the difference, for the bar its client id names. The path
-measured: websocket receive and decode (alpaca-py), the bar clock, Backtrader's loop with every
-symbol's indicators, the strategy, the journal write before sending, the HTTP request (alpaca-py).
+A real ``python run.py live`` process trades ``--symbols`` symbols against the local Alpaca-compatible
+server (``brokers.testing.alpaca_server``): history for the warm-up, then one bar of every symbol per
+minute over the market data websocket. The server stamps, on one clock, when it sends each bar and
+when each order POST arrives; an order's latency is the difference, for the bar its client id names.
+The path measured: websocket receive and decode (alpaca-py), the bar clock, Backtrader's loop with
+every symbol's indicators, the strategy, the journal write before sending, the HTTP request (alpaca-py).
+Only bars that place orders are measured.
 
-Goal (the issue): p99 under 20 ms. Usage: ``python benchmarks/live_latency.py [--symbols 50] [--bars 300]``.
+``--strategy momentum_breakout`` (the default): fast parameters, so most bars place orders.
+
+``--strategy ml``: the default ML trading plan (``strategies.ml.MLTradingPlan``) on a registry model
+fitted once in this process on the warm-up history (the bars the live process gets), with the
+project's model config and the hyperparameter search off, saved as ``models/registry/bench-<pid>``
+for ``--model`` and removed at the end. The default history is the features' warm-up plus
+``models.train_bars`` (``engine.live.warmup_needed`` without a model) and the bar the model is fitted
+at. Its entry thresholds are lowered so most bars place orders: ``ml.min_confidence`` 0.5 and
+``ml.min_expected_return`` 0 (the defaults, 0.65 and 1%, let no prediction through on these bars),
+2% positions, and initial stops of at most 1% (``risk.stop_max``): the quarter-Kelly cap is zero
+unless the expected gain is near the stop distance, and with the stop model's ~3% stops about one
+bar in seven has such a candidate. Every decision still runs the whole pipeline: features,
+predictor, ranking, cvxpy sizing, risk manager. The daily loss limit and the drawdown kill switch
+are off: the live bars are daily bars stamped a minute apart, so a few hundred days of price moves
+fall in one day of the calendar.
+
+Goal (the issue): p99 under 20 ms. Usage: ``python benchmarks/live_latency.py [--strategy ml]
+[--symbols 50] [--bars 300]``; ``BENCH_PROFILE=FILE`` runs the live process under cProfile.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import gc
 import itertools
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -26,6 +45,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 from sqlalchemy import func, select
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,11 +55,32 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from brokers.journal import EQUITY, STRATEGY_STATE, Journal, sqlite_url  # noqa: E402
 from brokers.testing.alpaca_server import AlpacaTestServer  # noqa: E402
-from feeds.live_feed import bars_of  # noqa: E402
+from feeds.live_feed import Bar, bars_of  # noqa: E402
 from benchmarks.universe import clean_tickers, source_folder  # noqa: E402
 
 PREFIX = "bench-"
-NAME = f"{PREFIX}momentum_breakout"
+MOMENTUM = "momentum_breakout"
+# each strategy's own sections, and its lines of [risk] and [live]
+SETTINGS = {
+    MOMENTUM: {"sections": """[momentum_breakout]
+breakout_bars = 2
+momentum_bars = 1
+trend_bars = 3
+max_hold_bars = 2
+position_weight = 0.02
+""", "risk": "", "live": ""},
+    "ml": {"sections": """[ml]
+min_confidence = 0.5             # the schema's floor: entries on any positive expected return
+min_expected_return = 0.0
+[models.search]
+schedule = "off"                 # the one fit in this process; a registry model is not searched live
+""", "risk": """max_position_weight = 0.02
+stop_max = 0.01                  # a Kelly cap above 0 needs an expected gain near the stop distance
+daily_loss_limit = 1.0           # off: a few hundred daily bars fall in one calendar day
+max_drawdown = 1.0
+""", "live": """retrain_every_days = 0           # no retrain when the process stops
+"""},
+}
 
 
 def universe(n: int, length: int) -> tuple[dict, str]:
@@ -47,22 +89,17 @@ def universe(n: int, length: int) -> tuple[dict, str]:
     return bars, str(source_folder())
 
 
-def config(server: AlpacaTestServer, symbols: list[str], state: Path, warmup: int) -> str:
+def config(server: AlpacaTestServer, symbols: list[str], state: Path, warmup: int, strategy: str) -> str:
     urls = "\n".join(f'{k} = "{v}"' for k, v in server.urls.items())
+    own = SETTINGS[strategy]
     return f"""
 [backtest]
-strategy = "momentum_breakout"
+strategy = "{strategy}"
 progress = false
-[momentum_breakout]
-breakout_bars = 2
-momentum_bars = 1
-trend_bars = 3
-max_hold_bars = 2
-position_weight = 0.02
-[risk]
+{own["sections"]}[risk]
 max_positions = {len(symbols)}
 min_position_value = 100.0
-[live]
+{own["risk"]}[live]
 symbols = {symbols!r}
 timeframe = "1Min"
 calendar = "24/7"
@@ -73,19 +110,60 @@ order_sync_seconds = 5.0
 commission_bps = 1.0
 order_id_prefix = "{PREFIX}"
 state_dir = "{state}"
-{urls}
+{own["live"]}{urls}
 """
+
+
+def ml_history() -> int:
+    """Warm-up bars for ``ml``: those its live start needs to train its own model at the first live
+    bar (the features' warm-up plus ``models.train_bars``), and that bar, where the model is fitted."""
+    from config import load_config
+    from engine.live import warmup_needed
+    from strategies import get_strategy
+
+    cfg = load_config()
+    return warmup_needed(cfg, get_strategy("ml"))[0] + 1
+
+
+def fit_model(config_path: Path, history: dict[str, list[Bar]], name: str) -> str:
+    """Fit the ensemble once at the last history bar (``WalkForward.retrain``, the config's models)
+    and save it as registry model ``name``, as ``run.py train`` saves its last fit; returns a summary."""
+    from config import config_hash, load_config
+    from features.from_config import engine_from_config
+    from models import registry
+    from models.dataset import PanelData
+    from models.walkforward import WalkForward
+
+    start = time.perf_counter()
+    with contextlib.chdir(ROOT):   # relative paths (sector map, registry) as the live process sees them
+        cfg = load_config(config_path)
+        symbols = sorted(history)
+        frames = {s: pd.DataFrame(bars, columns=Bar._fields).set_index("datetime") for s, bars in history.items()}
+        engine = engine_from_config(cfg, symbols)
+        panel = engine.batch(frames)
+        prices = {f: np.column_stack([frames[s][f].reindex(panel.times).to_numpy(np.float64) for s in symbols])
+                  for f in ("close", "high", "low")}
+        data = PanelData.build(panel.values, prices["close"], prices["high"], prices["low"], cfg.models,
+                               times=panel.times, symbols=symbols, feature_names=panel.names)
+        walk = WalkForward(cfg.models, cfg.backtest.seed)
+        walk.retrain(data, data.n_bars - 1)
+        p = walk.predictor
+        registry.save(p, registry.REGISTRY_ROOT / name, feature_names=panel.names,
+                      feature_registry_hash=engine.registry.hash(), config_hash=config_hash(cfg), symbols=symbols,
+                      training_range=(data.time_of(p.train_bars_range[0]), data.time_of(p.train_bars_range[1])))
+    return (f"model {name}: {', '.join(p.base_names)} fitted on {p.n_train} samples, {len(panel.names)} features, "
+            f"in {time.perf_counter() - start:.1f} s")
 
 
 class Progress:
     """The last bar the live process saved its state after (one reader of its journal). It reads two
     timestamps, not the saved state: this process shares the machine with the one it measures."""
 
-    def __init__(self, journal_path: Path):
-        self.path, self.journal = journal_path, None
+    def __init__(self, journal_path: Path, name: str):
+        self.path, self.name, self.journal = journal_path, name, None
 
     def bar(self) -> dt.datetime:
-        return self._latest(select(STRATEGY_STATE.c.bar_datetime).where(STRATEGY_STATE.c.name == NAME))
+        return self._latest(select(STRATEGY_STATE.c.bar_datetime).where(STRATEGY_STATE.c.name == self.name))
 
     def warmed_up_to(self) -> dt.datetime:
         """The last bar recorded (a warm-up bar is recorded too, though no state is saved for it)."""
@@ -123,11 +201,15 @@ def percentile(values: list[float], q: float) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--strategy", choices=sorted(SETTINGS), default=MOMENTUM)
     parser.add_argument("--symbols", type=int, default=50)
     parser.add_argument("--bars", type=int, default=300, help="live bars (after the warm-up)")
-    parser.add_argument("--history", type=int, default=320, help="warm-up bars (live.warmup_bars: at least the "
-                                                                  "longest feature warm-up, 302)")
+    parser.add_argument("--history", type=int, help="warm-up bars (live.warmup_bars; momentum_breakout: 320, at "
+                                                    "least the longest feature warm-up, 302; ml: that plus "
+                                                    "models.train_bars and the fit's bar)")
     args = parser.parse_args()
+    if args.history is None:
+        args.history = 320 if args.strategy == MOMENTUM else ml_history()
     bars, source = universe(args.symbols, args.history + args.bars)
     symbols = sorted(bars)
     tomorrow = dt.datetime.combine(dt.date.today() + dt.timedelta(days=2), dt.time())
@@ -135,25 +217,38 @@ def main() -> None:
     stamped = [{s: bars[s][i]._replace(datetime=first + dt.timedelta(minutes=i)) for s in symbols}
                for i in range(args.history + args.bars)]
     with tempfile.TemporaryDirectory(prefix="live-latency-") as folder, \
-            AlpacaTestServer(cash=1_000_000.0, commission_bps=1.0, slippage_bps=5.0) as server:
+            AlpacaTestServer(cash=1_000_000.0, commission_bps=1.0, slippage_bps=5.0) as server, \
+            contextlib.ExitStack() as cleanup:
         tmp = Path(folder)
         for group in stamped[:args.history]:
             for symbol, bar in group.items():
                 server.add_history(symbol, [bar])
-        (tmp / "bench.toml").write_text(config(server, symbols, tmp / "state", args.history))
+        (tmp / "bench.toml").write_text(config(server, symbols, tmp / "state", args.history, args.strategy))
+        model = []
+        if args.strategy != MOMENTUM:
+            from models.registry import REGISTRY_ROOT
+
+            name = f"{PREFIX}{os.getpid()}"
+            cleanup.callback(shutil.rmtree, ROOT / REGISTRY_ROOT / name, ignore_errors=True)
+            print(fit_model(tmp / "bench.toml", {s: [group[s] for group in stamped[:args.history]] for s in symbols},
+                            name), flush=True)
+            model = ["--model", name]
         gc.collect()
         gc.freeze()  # the server's side of the clock: no long collector pauses in this process either
         env = {**os.environ, "APCA_API_KEY_ID": server.key_id, "APCA_API_SECRET_KEY": server.secret_key}
         output = tmp / "live.out"
         profile = ["-m", "cProfile", "-o", os.environ["BENCH_PROFILE"]] if os.environ.get("BENCH_PROFILE") else []
-        command = [sys.executable, *profile, "run.py", "live", "--config", str(tmp / "bench.toml")]
+        command = [sys.executable, *profile, "run.py", "live", "--config", str(tmp / "bench.toml"), *model]
         with open(output, "w") as log:
             process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-        progress = Progress(tmp / "state" / "journal.sqlite")
+        progress = Progress(tmp / "state" / "journal.sqlite", f"{PREFIX}{args.strategy}")
         try:
             wait_for(lambda: server.connected() == (1, 1), 120, "the live process connected", process, output)
             last_history = stamped[args.history - 1][symbols[0]].datetime
-            wait_for(lambda: progress.warmed_up_to() >= last_history, 120, "the warm-up ended", process, output)
+            # ml: each warm-up bar past the features' warm-up is predicted too
+            warmup_seconds = 120 if args.strategy == MOMENTUM else 900
+            wait_for(lambda: progress.warmed_up_to() >= last_history, warmup_seconds, "the warm-up ended", process,
+                     output)
             time.sleep(1.0)  # the first live bar finds the process waiting, as it would a minute later
             for group in stamped[args.history:]:
                 server.push(group)
@@ -175,7 +270,8 @@ def main() -> None:
         for latencies in by_bar.values():
             first_order.append(min(latencies))
             every_order.extend(latencies)
-    print(f"data: {source}: {len(symbols)} symbols, {args.history} warm-up bars, {args.bars} live bars; "
+    strategy = "" if args.strategy == MOMENTUM else f"strategy {args.strategy}; "
+    print(f"{strategy}data: {source}: {len(symbols)} symbols, {args.history} warm-up bars, {args.bars} live bars; "
           f"{len(by_bar)} bars placed {len(every_order)} orders")
     for label, values in (("first order of a bar", first_order), ("every order", every_order)):
         print(f"bar sent -> {label} at the broker: median {statistics.median(values):.1f} ms, "

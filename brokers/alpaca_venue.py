@@ -7,6 +7,21 @@ take-profit) or ``oto`` (one of them) order, whose legs Alpaca activates when th
 cancels one with the other. Prices are rounded to Alpaca's ticks (a cent, or 1/100 cent below $1).
 Timestamps become naive exchange time like the bars.
 
+OCO (``OrderRequest.order_class == "oco"``). Documented (Alpaca's orders documentation, "OCO orders",
+and its OCO announcement; alpaca-py 0.44's ``LimitOrderRequest`` with ``OrderClass.OCO``,
+``TakeProfitRequest``, ``StopLossRequest``): one ``POST /v2/orders`` with ``order_class=oco``,
+``type=limit``, the exit's ``side`` and ``qty``, ``take_profit.limit_price`` and ``stop_loss.stop_price``
+(``stop_loss.limit_price`` for a stop-limit), no top-level ``limit_price`` (the documented example has
+none; alpaca-py requires none for oco only); it only exits a position held, both legs of that one side,
+and when one fills Alpaca cancels the other. Observed, not documented (QuantConnect's Alpaca adapter):
+the answer is the take-profit limit order, named by the request's ``client_order_id``, with the stop in
+``legs`` (its own id and client id); the stop leg may show ``held`` and get no ``new`` event; each leg's
+fills and cancel come as trade updates of that leg. Assumed, as Alpaca documents for a bracket's legs:
+time in force day or gtc, a sell's take-profit above its stop. Not documented, so left to the updates as
+they come: what happens to the other leg while one is only partly filled, whether canceling one leg
+cancels the other (the live broker cancels both), and replacing a leg (the broker never does: it cancels
+and places a new pair).
+
 Cancels go out on a worker thread (with their own HTTP session), in order: the strategy does not wait
 for Alpaca's answer, which arrives as a ``canceled`` trade update, or as ``order_cancel_rejected``
 (Alpaca's event name) when the cancel fails. The live broker holds back an exit until the cancel of
@@ -14,11 +29,13 @@ the orders holding its shares is answered.
 """
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import queue
 from concurrent.futures import ThreadPoolExecutor
 
 import pandas as pd
+from alpaca.common.enums import Sort
 from alpaca.trading import requests as alpaca_requests
 from alpaca.trading.enums import OrderClass, OrderSide, QueryOrderStatus, TimeInForce
 
@@ -26,6 +43,8 @@ from brokers.alpaca_store import AlpacaStore, NotFound
 from brokers.venue import Account, MarketClock, OrderRequest, TradeUpdate, VenueError, VenueOrder, VenuePosition
 
 log = logging.getLogger("live.alpaca")
+
+PAGE_LIMIT = 500  # the most orders Alpaca returns in one GET /v2/orders
 
 
 def tick(price: float | None) -> float | None:
@@ -76,6 +95,12 @@ class AlpacaVenue:
             return None
         return pd.Timestamp(text).tz_convert(self.tz).tz_localize(None).to_pydatetime()
 
+    def _utc(self, when: dt.datetime) -> dt.datetime:
+        """Naive exchange time -> aware UTC (alpaca-py would take a naive time for UTC). In the autumn's
+        repeated hour the earlier instant: a listing bound then starts early, never late."""
+        stamp = pd.Timestamp(when).tz_localize(self.tz, ambiguous=True, nonexistent="shift_backward")
+        return stamp.tz_convert("UTC").to_pydatetime()
+
     def parse_order(self, raw: dict) -> VenueOrder:
         return VenueOrder(
             id=str(raw["id"]), client_order_id=raw["client_order_id"], symbol=raw.get("symbol") or "",
@@ -101,6 +126,12 @@ class AlpacaVenue:
         r = alpaca_requests
         common = dict(symbol=request.symbol, qty=request.qty, side=OrderSide(request.side),
                       time_in_force=TimeInForce(request.time_in_force), client_order_id=request.client_order_id)
+        if request.order_class == "oco":  # an exit pair: the take-profit's price is the only limit price sent
+            take_profit, stop_loss = request.leg("take_profit"), request.leg("stop_loss")
+            return r.LimitOrderRequest(
+                order_class=OrderClass.OCO, take_profit=r.TakeProfitRequest(limit_price=tick(take_profit.limit_price)),
+                stop_loss=r.StopLossRequest(stop_price=tick(stop_loss.stop_price),
+                                            limit_price=tick(stop_loss.limit_price)), **common)
         if request.legs:
             common["order_class"] = OrderClass(request.order_class)
             take_profit, stop_loss = request.leg("take_profit"), request.leg("stop_loss")
@@ -169,7 +200,14 @@ class AlpacaVenue:
 
     def open_orders(self) -> list[VenueOrder]:
         raw = self.store.call("open orders", self.store.trading.get_orders,
-                              alpaca_requests.GetOrdersRequest(status=QueryOrderStatus.OPEN, nested=True, limit=500))
+                              alpaca_requests.GetOrdersRequest(status=QueryOrderStatus.OPEN, nested=True,
+                                                               limit=PAGE_LIMIT))
+        return [self.parse_order(o) for o in raw]
+
+    def closed_orders(self, after: dt.datetime) -> list[VenueOrder]:
+        raw = self.store.call("closed orders", self.store.trading.get_orders,
+                              alpaca_requests.GetOrdersRequest(status=QueryOrderStatus.CLOSED, after=self._utc(after),
+                                                               direction=Sort.ASC, nested=True, limit=PAGE_LIMIT))
         return [self.parse_order(o) for o in raw]
 
     def positions(self) -> dict[str, VenuePosition]:

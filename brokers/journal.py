@@ -15,6 +15,7 @@ import contextlib
 import datetime as dt
 import logging
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -357,10 +358,15 @@ class Journal:
                 for s, q, p, m in holdings]))
         self._write(*statements)
 
-    def record_prediction(self, bar_datetime: dt.datetime, symbol: str, model_id: str, values: dict) -> None:
-        """A model's prediction for a symbol at a bar (the ML strategy calls this live)."""
-        self._write((_INSERT_PREDICTION, {"bar_datetime": bar_datetime, "symbol": symbol, "model_id": model_id,
-                                          "values": _clean(values), "recorded_at": _utcnow()}),)
+    def record_predictions(self, bar_datetime: dt.datetime, model_id: str, rows: Iterable[tuple[str, dict]]) -> None:
+        """A model's predictions at a bar, one (symbol, values) row per symbol (the ML strategy calls
+        this live, once a bar): one executemany, in the batch's transaction inside a batch, else
+        committed on its own."""
+        now = _utcnow()
+        params = [{"bar_datetime": bar_datetime, "symbol": symbol, "model_id": model_id, "values": _clean(values),
+                   "recorded_at": now} for symbol, values in rows]
+        if params:
+            self._write((_INSERT_PREDICTION, params),)
 
     def table(self, name: str) -> list[dict]:
         with self._reading() as conn:

@@ -8,6 +8,13 @@ replay):
   (OTO with one child), whose legs the venue activates when the entry fills and cancels one with the
   other. Orders are sent right after the strategy's ``next`` (the :class:`OrderFlush` analyzer), when
   the strategy has tagged them with their deterministic client order id;
+- **one-cancels-other**: a take-profit limit placed with ``oco=`` a stop (or stop-limit) of the same
+  symbol, side and size placed just before it in the same ``next`` joins it as one OCO order (Alpaca's
+  exit of a position held, see ``brokers.alpaca_venue``), followed like a bracket's legs. A trailing stop
+  cannot be in an OCO at Alpaca, nor rest beside a take-profit for the same shares (Alpaca holds the
+  shares of an open sell): the trailing stop goes alone and the take-profit is refused
+  (:data:`TRAILING_TARGET_DROPPED`, journaled, logged once); so is a take-profit that is not beyond its
+  stop. Other ``oco=`` groups are refused with the reason;
 - **journal first**: each order (with its legs) is written to the journal as an ``intent`` before it
   is sent, then updated with the venue's id, statuses and fills;
 - **never twice**: an id the journal has seen is never sent again; a duplicate-id refusal from the
@@ -50,6 +57,11 @@ FILL_EVENTS = ("fill", "partial_fill")
 ACCEPTED_STATUSES = ("new", "accepted", "held", "pending_cancel", "pending_replace", "done_for_day",
                      "accepted_for_bidding", "calculated", "stopped", "partially_filled")
 _EPS = 1e-9
+TRAILING_TARGET_DROPPED = ("Alpaca's OCO orders take no trailing stop: the take-profit is dropped while the "
+                           "stop trails")
+# subtracted from the earliest submission time a sync's closed-orders list must cover (see
+# LiveBroker._closed_listing_start): more than any rounding of a venue's timestamp
+CLOSED_LIST_MARGIN = dt.timedelta(seconds=1)
 
 
 @dataclass
@@ -72,6 +84,8 @@ class Tracked:
     info: dict = field(default_factory=dict)
     reason: str | None = None  # the venue's words for a rejection
     cancel_requested: bool = False
+    submitted_at: dt.datetime | None = None  # the venue's submission time (where its order lists sort)
+    synced: int = 0  # the last periodic sync that read it from the venue (0: none)
 
     @property
     def avg_price(self) -> float | None:
@@ -92,6 +106,7 @@ class LiveBroker(bt.BrokerBase):
         ("journal", None),
         ("commission_bps", 0.0),
         ("sync_seconds", None),  # poll the venue this often (None: only at start)
+        ("sync_order_lookups", None),  # a sync asks about at most this many orders one by one (None: all)
         ("entry_gate", None),
         ("order_id_prefix", ""),  # for orders the strategy did not tag with a client order id
         ("cancel_wait_seconds", 0.0),  # an exit waits this long, at most, for its shares' cancels
@@ -118,12 +133,15 @@ class LiveBroker(bt.BrokerBase):
         self._parked: list[list] = []  # exits waiting for the cancel of the orders holding their shares
         self._canceling: dict[str, set[str]] = {}  # symbol -> ids of orders asked to cancel, not yet done
         self._journal_ids: set[str] = set()
+        self._logged_refusals: set[str] = set()  # take-profit refusals logged once
+        self._trailing: dict[int, object] = {}  # ref -> open trailing stop (see _trail_stops)
         self.bar_in_progress = False  # set by the live session from a bar's release to its end
         self._differences: dict = {}  # cash or symbol -> (here, at the venue) at the last sync
         self._fills_since_sync = False
         self._unconfirmed: list[list] = []
         self._fallback_ids: dict = {}
         self._last_sync = time.monotonic()
+        self._syncs = 0  # periodic syncs started
         self._sync_in_progress = None  # the steps of a sync paused for a bar (see _sync_steps)
         self._crash = _crash_plan(os.environ.get(CRASH_ENV, ""))
 
@@ -222,7 +240,13 @@ class LiveBroker(bt.BrokerBase):
         is transmitted, and is sent by :meth:`flush` once the strategy's ``next`` is over."""
         order.addcomminfo(self.getcommissioninfo(order.data))
         if oco is not None:
-            order.addinfo(_refused="one-cancels-other groups other than brackets are not supported live")
+            pair, refusal = self._oco_pair(order, oco)
+            if pair is not None:  # sent with its stop, as one OCO order
+                pair.append(order)
+                order.submit(self)
+                self.notify(order)
+                return order
+            order.addinfo(**refusal)
         root = order.parent.ref if order.parent is not None else order.ref
         if order.parent is not None and root not in self._families:
             order.reject(self)  # its entry was already sent or refused: Backtrader rejects it too
@@ -236,6 +260,34 @@ class LiveBroker(bt.BrokerBase):
                 self.notify(member)
             self._outbox.append(family)
         return order
+
+    def _oco_pair(self, order, oco) -> tuple[list | None, dict]:
+        """The unsent family of ``oco`` that ``order`` joins as an OCO pair; else (None, the info that
+        refuses ``order``). A take-profit that cannot be in an OCO with its (trailing) stop is marked
+        ``_dropped``: refused and journaled when sent, while the stop goes alone."""
+        family = next((f for f in self._outbox if any(member.ref == oco.ref for member in f)), None)
+        o = bt.Order
+        if family is None or len(family) != 1 or order.parent is not None or not order.transmit:
+            return None, {"_refused": "one-cancels-other is supported live only between a stop and a take-profit "
+                                      "placed together in one bar, outside a bracket"}
+        if order.data is not oco.data or order.isbuy() != oco.isbuy() or order.valid != oco.valid \
+                or abs(order.created.size) != abs(oco.created.size):
+            return None, {"_refused": "a one-cancels-other pair live is two orders of one symbol, side, size "
+                                      "and validity"}
+        kinds = {order.exectype, oco.exectype}
+        if kinds not in ({o.Stop, o.Limit}, {o.StopLimit, o.Limit}, {o.StopTrail, o.Limit}):
+            return None, {"_refused": "one-cancels-other pairs live are a stop (or stop-limit) with a take-profit "
+                                      "limit order"}
+        target, stop = (order, oco) if order.exectype == o.Limit else (oco, order)
+        if stop.exectype == o.StopTrail:
+            target.addinfo(_dropped=TRAILING_TARGET_DROPPED)
+            return None, {}
+        if (target.created.price > stop.created.price) != stop.issell():
+            target.addinfo(_dropped=f"the take-profit ({target.created.price:.4f}) is not "
+                                    f"{'above' if stop.issell() else 'below'} the stop ({stop.created.price:.4f}), "
+                                    f"which Alpaca's OCO orders require: the stop goes alone")
+            return None, {}
+        return family, {}
 
     def cancel(self, order):
         rec = self.by_ref.get(order.ref)
@@ -256,7 +308,7 @@ class LiveBroker(bt.BrokerBase):
         try:
             self.venue.cancel(rec.venue_id)
         except NotCancelable as exc:
-            log.info("cancel %s: %s", rec.client_order_id, exc.reason)
+            (log.debug if self._group_canceling(rec) else log.info)("cancel %s: %s", rec.client_order_id, exc.reason)
             self._canceling[rec.symbol].discard(rec.client_order_id)
             return False
         except VenueUnavailable as exc:
@@ -268,6 +320,7 @@ class LiveBroker(bt.BrokerBase):
     def next(self):
         with self.journal.batch():
             self._take_updates()
+            self._trail_stops()
             if not self.bar_in_progress:  # never between a bar and the orders it causes
                 self._continue_sync()
             self._release_parked()
@@ -275,8 +328,7 @@ class LiveBroker(bt.BrokerBase):
 
     def _continue_sync(self) -> None:
         """Start a sync when one is due, or go on with one a bar paused: a bar that arrives while the
-        sync waits for the venue is handled after that one request, not after the whole sync (one
-        request per order that left the open list: tens of them with many positions)."""
+        sync waits for the venue is handled after that one request, not after the whole sync."""
         if self._sync_in_progress is None:
             if self.p.sync_seconds is None or time.monotonic() - self._last_sync < self.p.sync_seconds:
                 return
@@ -289,6 +341,23 @@ class LiveBroker(bt.BrokerBase):
     def _take_updates(self) -> None:
         for update in drain(self.venue.updates):
             self._on_update(update)
+
+    def _trail_stops(self) -> None:
+        """Move each open trailing stop's level (``order.created.price``, which strategies read) as
+        BackBroker does after trying it on a bar: Backtrader's ``Order.trailadjust`` on the close. The
+        simulated venue trails the same way, without a trade update. A venue that trails on its own
+        (Alpaca follows the high-water mark) reports its level in updates and order lists, taken as they
+        come (:meth:`_see_trail`); this rule raises it in between (a sell's; lowers a buy's)."""
+        for ref, order in list(self._trailing.items()):
+            if not order.alive():
+                del self._trailing[ref]
+            elif order.status in (order.Accepted, order.Partial) and len(order.data):
+                order.trailadjust(order.data.close[0])
+
+    def _see_trail(self, order, view: VenueOrder) -> None:
+        """Where the venue has trailed a trailing stop to."""
+        if order is not None and order.exectype == bt.Order.StopTrail and view.stop_price is not None:
+            order.created.price = view.stop_price
 
     # ---- sending ---------------------------------------------------------------------------
     def flush(self) -> None:
@@ -347,7 +416,7 @@ class LiveBroker(bt.BrokerBase):
                 self._send(family)
 
     def _send(self, family: list) -> None:
-        entry, legs = family[0], family[1:]
+        entry = family[0]
         for order in family:
             if not order.info.get("client_order_id"):
                 order.addinfo(client_order_id=self._fallback_id(order))
@@ -355,7 +424,7 @@ class LiveBroker(bt.BrokerBase):
         request = None
         if problem is None:
             try:
-                request = self._request(entry, legs)
+                request = self._request(family)
             except ValueError as exc:
                 problem = str(exc)
         if problem is not None:
@@ -370,15 +439,13 @@ class LiveBroker(bt.BrokerBase):
         if known is not None and known.status != "intent":
             self._bind(family, request, self.venue.order_by_client_id(cid))
             return
-        if self.p.entry_gate is not None and self._opens_position(entry):
-            reason = self.p.entry_gate()
-            if reason:
-                log.warning("entry %s not sent: %s", cid, reason)
-                if known is None:
-                    self._record_intents(request, family)
-                self._journal_family(request, "rejected", reason)
-                self._refuse(family, reason)
-                return
+        reason = self._held_back(entry, cid)
+        if reason:
+            if known is None:
+                self._record_intents(request, family)
+            self._journal_family(request, "rejected", reason)
+            self._refuse(family, reason)
+            return
         if known is None:
             self._record_intents(request, family)
         self._crash_point("after_intent")
@@ -401,6 +468,24 @@ class LiveBroker(bt.BrokerBase):
         self._crash_point("after_submit")
         self._bind(family, request, view)
 
+    def _held_back(self, entry, cid: str) -> str | None:
+        """Why a family is journaled and refused rather than sent: a take-profit dropped from its pair
+        (logged once per reason), or, for an entry, the entry gate's reason."""
+        dropped = entry.info.get("_dropped")
+        if dropped:
+            if dropped not in self._logged_refusals:
+                self._logged_refusals.add(dropped)
+                log.warning("take-profit %s not sent: %s", cid, dropped)
+            else:
+                log.debug("take-profit %s not sent: %s", cid, dropped)
+            return dropped
+        if self.p.entry_gate is not None and self._opens_position(entry):
+            reason = self.p.entry_gate()
+            if reason:
+                log.warning("entry %s not sent: %s", cid, reason)
+                return reason
+        return None
+
     def _bind(self, family: list, request: OrderRequest, view: VenueOrder | None) -> None:
         """Follow the venue's order (and legs) as these Backtrader orders; tell them what it did so far."""
         if view is None:
@@ -408,12 +493,13 @@ class LiveBroker(bt.BrokerBase):
             self._journal_family(request, "rejected", reason)
             self._refuse(family, reason)
             return
-        entry, legs = family[0], family[1:]
-        self._follow(request.client_order_id, view, entry)
         views = _legs_by_kind(view)
-        for order, leg in zip(legs, request.legs):
-            leg_view = views.get(leg.kind)
-            rec = self._follow(leg.client_order_id, leg_view, order, parent=request.client_order_id, leg=leg.kind)
+        for order, cid, parent, kind in _members(request, family):
+            if parent is None:  # the order itself: an entry, or an oco's take-profit
+                self._follow(cid, view, order, leg=kind)
+                continue
+            leg_view = views.get(kind)
+            rec = self._follow(cid, leg_view, order, parent=parent, leg=kind)
             if leg_view is None:
                 rec.status = view.status if view.final else "held"
         for order in family:
@@ -429,12 +515,15 @@ class LiveBroker(bt.BrokerBase):
             self._see_view(rec, view)
         rec.order = order
         self.by_ref[order.ref] = rec
+        if order.exectype == bt.Order.StopTrail:
+            self._trailing[order.ref] = order
         return rec
 
     def _see_view(self, rec: Tracked, view: VenueOrder) -> None:
         if rec.venue_id is None:
             rec.venue_id = view.id
             self.by_venue_id[view.id] = rec
+        rec.submitted_at = view.submitted_at or rec.submitted_at
         rec.status = view.status
         self.journal.update_order(rec.client_order_id, venue_order_id=view.id, status=view.status)
 
@@ -444,7 +533,8 @@ class LiveBroker(bt.BrokerBase):
         if update.event == "order_cancel_rejected":
             rec = self.by_venue_id.get(view.id)
             if rec is not None:
-                log.warning("cancel of %s refused: %s", rec.client_order_id, update.reason)
+                (log.debug if self._group_canceling(rec) else log.warning)(
+                    "cancel of %s refused: %s", rec.client_order_id, update.reason)
                 rec.cancel_requested = False
                 self._canceling.get(rec.symbol, set()).discard(rec.client_order_id)
             return
@@ -456,9 +546,8 @@ class LiveBroker(bt.BrokerBase):
         if rec.venue_id is None:
             rec.venue_id = view.id
             self.by_venue_id[view.id] = rec
-        order = rec.order
-        if order is not None and order.exectype == bt.Order.StopTrail and view.stop_price is not None:
-            order.created.price = view.stop_price  # where the venue has trailed the stop to
+        rec.submitted_at = rec.submitted_at or view.submitted_at
+        self._see_trail(rec.order, view)
         if update.event in FILL_EVENTS:
             cumulative = view.filled_qty if view.filled_qty else rec.venue_filled + (update.qty or 0.0)
             self._fill(rec, cumulative, update.price if update.price is not None else view.filled_avg_price,
@@ -469,6 +558,13 @@ class LiveBroker(bt.BrokerBase):
             self._set_status(rec, view.status if update.event == "new" else update.event)
         else:
             self._set_status(rec, update.event, update.reason)
+
+    def _group_canceling(self, rec: Tracked) -> bool:
+        """Another order of ``rec``'s bracket or OCO was asked to cancel: the venue cancels the group
+        together, so ``rec`` may be gone already when its own cancel arrives (a refusal to expect)."""
+        group = rec.parent or rec.client_order_id
+        return any(other is not rec and other.cancel_requested and (other.parent or other.client_order_id) == group
+                   for other in self.tracked.values())
 
     def _unmapped_leg(self, view: VenueOrder) -> Tracked | None:
         """A bracket leg whose venue id the entry's answer did not give (Alpaca names legs with its own
@@ -605,6 +701,9 @@ class LiveBroker(bt.BrokerBase):
         exectype, price, plimit, trail = _exectype(row)
         order = order_cls(owner=owner, data=data, size=rec.qty, price=price, pricelimit=plimit, exectype=exectype,
                           trailpercent=trail)
+        if exectype == bt.Order.StopTrail:
+            order.created.price = price  # the stop as sent (Backtrader would trail it once more from there)
+            self._trailing[order.ref] = order
         order.addinfo(**{k: v for k, v in row.info.items() if not k.startswith("_")})
         order.addinfo(client_order_id=client_order_id)
         order.addcomminfo(self.getcommissioninfo(data))
@@ -637,7 +736,7 @@ class LiveBroker(bt.BrokerBase):
         self.unsent_at_start.append(row.client_order_id)
 
     def _track_view(self, view: VenueOrder, row, *, already_booked: bool) -> None:
-        rec = Tracked(row.client_order_id, view.symbol, view.side, view.qty, info=row.info)
+        rec = Tracked(row.client_order_id, view.symbol, view.side, view.qty, leg=row.leg, info=row.info)
         self.tracked[rec.client_order_id] = rec
         self._see_view(rec, view)
         self._sync_fills(rec, view, already_booked)
@@ -697,9 +796,12 @@ class LiveBroker(bt.BrokerBase):
 
     # ---- periodic sync -------------------------------------------------------------------------
     def sync(self) -> None:
-        """Catch what a dropped stream missed (open orders' fills and statuses, from one list of open
-        orders plus a look at each order that left it), settle unconfirmed sends, then compare cash and
-        positions with the venue's (see :meth:`_sync_account`)."""
+        """Catch what a dropped stream missed, in a number of venue requests that does not grow with the
+        orders followed (Alpaca allows 200 a minute): open orders' fills and statuses from the list of
+        open orders; those of orders that left it (finished while the stream was down, or a filled
+        bracket's legs, which Alpaca lists with their entry) from one list of recently closed orders;
+        the few found in neither one by one, at most ``sync_order_lookups`` per sync. Then it settles
+        unconfirmed sends and compares cash and positions with the venue's (see :meth:`_sync_account`)."""
         for _ in self._sync_steps():
             pass
 
@@ -707,20 +809,19 @@ class LiveBroker(bt.BrokerBase):
         """:meth:`sync` as a generator that pauses after each venue request. Each answer is applied
         as soon as it comes, so a pause (a bar, trade updates) never leaves a stale answer to apply."""
         self._last_sync = time.monotonic()
+        self._syncs += 1
         try:
-            open_views = {}
-            for view in self.venue.open_orders():
-                open_views[view.id] = view
-                open_views.update((leg.id, leg) for leg in view.legs)
-            unlisted = []
-            for rec in [r for r in self.tracked.values() if not r.final and r.venue_id]:
-                if rec.venue_id in open_views:
-                    self._see_synced(rec, open_views[rec.venue_id])
-                else:
-                    unlisted.append(rec)
+            unlisted = self._sync_from(self.venue.open_orders(),
+                                       [r for r in self.tracked.values() if not r.final and r.venue_id])
             yield
-            for rec in unlisted:
-                if not rec.final:  # an update may have settled it during a pause
+            unlisted = [rec for rec in unlisted if not rec.final]  # updates may have settled some meanwhile
+            after = self._closed_listing_start(unlisted)
+            if after is not None:
+                unlisted = self._sync_from(self.venue.closed_orders(after), unlisted)
+                yield
+            for rec in self._lookups(unlisted):
+                if not rec.final:
+                    rec.synced = self._syncs
                     self._see_synced(rec, self.venue.get_order(rec.venue_id))
                     yield
             unconfirmed, self._unconfirmed = self._unconfirmed, []
@@ -737,9 +838,57 @@ class LiveBroker(bt.BrokerBase):
         except VenueUnavailable as exc:
             log.error("sync with the broker failed: %s (retried at the next sync)", exc.reason)
 
+    def _sync_from(self, views: list[VenueOrder], records: list[Tracked]) -> list[Tracked]:
+        """Apply a venue order list (legs included) to ``records``; returns those it does not hold."""
+        listed = {}
+        for view in views:
+            listed[view.id] = view
+            listed.update((leg.id, leg) for leg in view.legs)
+        missing = []
+        for rec in records:
+            view = listed.get(rec.venue_id)
+            if view is None:
+                missing.append(rec)
+            else:
+                rec.synced = self._syncs
+                self._see_synced(rec, view)
+        return missing
+
+    def _closed_listing_start(self, records: list[Tracked]) -> dt.datetime | None:
+        """Where the list of closed orders must start to hold every one of ``records``, or None when no
+        submission time is known (those orders are looked up one by one).
+
+        Alpaca filters that list on submission time, ``after`` exclusive, and nests a bracket's legs
+        under their entry, so a leg counts from its entry's submission: the earliest of these times,
+        less :data:`CLOSED_LIST_MARGIN`, misses none of them. The margin only covers rounding on the
+        way (Alpaca stamps in nanoseconds, a Python datetime holds microseconds): the time is the
+        venue's own, so no clock difference enters. Listing from the earliest (oldest first) is what
+        lets a long-lived order, such as a stop held for weeks, settle even when more than a page of
+        orders closed since: what a page leaves out is looked up, and the next sync starts later."""
+        times = []
+        for rec in records:
+            entry = self.tracked.get(rec.parent) if rec.parent is not None else None
+            known = [t for t in (rec.submitted_at, entry.submitted_at if entry is not None else None) if t is not None]
+            if known:
+                times.append(min(known))
+        return min(times) - CLOSED_LIST_MARGIN if times else None
+
+    def _lookups(self, records: list[Tracked]) -> list[Tracked]:
+        """The orders of ``records`` (in neither list) this sync asks about one by one: at most
+        ``sync_order_lookups``, those read from the venue longest ago first (never read: first of
+        all), so every order's turn comes; the rest wait for the next sync."""
+        cap = self.p.sync_order_lookups
+        if cap is None or len(records) <= cap:
+            return records
+        waiting = sorted(records, key=lambda rec: rec.synced)  # stable: in the order they were sent
+        log.debug("sync: %d order(s) in neither order list wait for a later sync", len(waiting) - cap)
+        return waiting[:cap]
+
     def _see_synced(self, rec: Tracked, view: VenueOrder | None) -> None:
         if view is None or rec.final:
             return
+        rec.submitted_at = rec.submitted_at or view.submitted_at
+        self._see_trail(rec.order, view)
         if view.filled_qty > rec.venue_filled + _EPS:
             self._fill(rec, view.filled_qty, view.filled_avg_price, self._fill_time(rec, view),
                        execution_id=None, position_qty=None)
@@ -801,7 +950,7 @@ class LiveBroker(bt.BrokerBase):
                 self.notify(order)
 
     def _journal_family(self, request: OrderRequest, status: str, reason: str) -> None:
-        for cid in [request.client_order_id, *(leg.client_order_id for leg in request.legs)]:
+        for cid in request.client_order_ids:
             self._journal_status(cid, status, reason)
             if cid in self.tracked:
                 self.tracked[cid].status, self.tracked[cid].reason = status, reason
@@ -819,31 +968,32 @@ class LiveBroker(bt.BrokerBase):
         self._fallback_ids[key] = n
         return f"{self.p.order_id_prefix}{data._name}-{when:%Y%m%d%H%M%S}-{order.getordername().lower()}-{n}"
 
-    def _request(self, entry, legs) -> OrderRequest:
-        """The venue request for an entry and its bracket legs (ValueError: not expressible)."""
-        spec = _order_spec(entry, bracket=bool(legs))
-        exit_legs = []
-        for child in legs:
-            if child.isbuy() == entry.isbuy() or abs(child.created.size) != abs(entry.created.size):
+    def _request(self, family: list) -> OrderRequest:
+        """The venue request for a family (ValueError: not expressible): an entry and its bracket legs,
+        or an OCO pair (two orders without a parent: a stop and a take-profit, see :meth:`_oco_pair`),
+        which Alpaca takes as a limit order named by its take-profit, the stop its leg."""
+        oco = len(family) == 2 and family[1].parent is None
+        if oco:  # the order the request names: the take-profit
+            head = next(order for order in family if order.exectype == bt.Order.Limit)
+            if self._opens_position(head):
+                raise ValueError("Alpaca's OCO orders only exit a position held")
+            legs = family
+        else:  # the entry
+            head, legs = family[0], family[1:]
+            if any(child.isbuy() == head.isbuy() or abs(child.created.size) != abs(head.created.size)
+                   for child in legs):
                 raise ValueError("bracket children must exit the entry's whole size")
-            if child.exectype == bt.Order.Limit:
-                exit_legs.append(Leg("take_profit", child.info["client_order_id"], limit_price=child.created.price))
-            elif child.exectype in (bt.Order.Stop, bt.Order.StopLimit):
-                exit_legs.append(Leg("stop_loss", child.info["client_order_id"], stop_price=child.created.price,
-                                     limit_price=child.created.pricelimit if child.exectype == bt.Order.StopLimit
-                                     else None))
-            else:
-                raise ValueError(f"a bracket's child must be a stop, stop-limit or limit order, "
-                                 f"not {child.getordername()}")
-        data = entry.data
+        spec = _order_spec(head, bracket=bool(legs) and not oco)
+        data = head.data
         bar = getattr(data, "last_bar", None)
-        valid = entry.valid
+        valid = head.valid
         return OrderRequest(
-            client_order_id=entry.info["client_order_id"], symbol=data._name,
-            side="buy" if entry.isbuy() else "sell", qty=abs(entry.created.size), legs=tuple(exit_legs),
+            client_order_id=head.info["client_order_id"], symbol=data._name,
+            side="buy" if head.isbuy() else "sell", qty=abs(head.created.size),
+            legs=tuple(_leg(order) for order in legs), order_class="oco" if oco else "",
             expires_at=bt.num2date(valid) if valid else None,
-            bar_datetime=bar.datetime if bar is not None else bt.num2date(entry.created.dt),
-            reference_price=entry.created.price, **spec)
+            bar_datetime=bar.datetime if bar is not None else bt.num2date(head.created.dt),
+            reference_price=head.created.price, **spec)
 
     def _record_intents(self, request: OrderRequest, family: list) -> None:
         rows = self._intent_rows(request, family)
@@ -852,21 +1002,22 @@ class LiveBroker(bt.BrokerBase):
 
     @staticmethod
     def _intent_rows(request: OrderRequest, family: list) -> list[dict]:
-        """Journal rows of an entry and its legs, with the strategy's reasons and plan (``order.info``)."""
-        infos = [dict(order.info) for order in family]
-        exit_side = "sell" if request.side == "buy" else "buy"
-        rows = [dict(client_order_id=request.client_order_id, symbol=request.symbol, side=request.side,
-                     qty=request.qty, order_type=request.type, time_in_force=request.time_in_force,
-                     limit_price=request.limit_price, stop_price=request.stop_price,
-                     trail_percent=request.trail_percent, trail_price=request.trail_price,
-                     bar_datetime=request.bar_datetime, reason=infos[0].get("reason"), info=infos[0],
-                     parent_client_order_id=None, leg=None)]
-        for leg, info in zip(request.legs, infos[1:]):
-            rows.append(dict(client_order_id=leg.client_order_id, symbol=request.symbol, side=exit_side,
-                             qty=request.qty, order_type=leg.type, time_in_force=request.time_in_force,
-                             limit_price=leg.limit_price, stop_price=leg.stop_price, trail_percent=None,
-                             trail_price=None, bar_datetime=request.bar_datetime, reason=info.get("reason"),
-                             info=info, parent_client_order_id=request.client_order_id, leg=leg.kind))
+        """Journal rows of an entry and its legs, or of an OCO pair's two legs (its take-profit the
+        parent, as at Alpaca), with the strategy's reasons and plan (``order.info``)."""
+        rows = []
+        for order, cid, parent, kind in _members(request, family):
+            leg = request.leg(kind) if kind is not None else None
+            if leg is None:
+                fields = dict(side=request.side, order_type=request.type, limit_price=request.limit_price,
+                              stop_price=request.stop_price, trail_percent=request.trail_percent,
+                              trail_price=request.trail_price)
+            else:
+                fields = dict(side=request.exit_side, order_type=leg.type, limit_price=leg.limit_price,
+                              stop_price=leg.stop_price, trail_percent=None, trail_price=None)
+            rows.append(dict(client_order_id=cid, symbol=request.symbol, qty=request.qty,
+                             time_in_force=request.time_in_force, bar_datetime=request.bar_datetime,
+                             reason=order.info.get("reason"), info=dict(order.info), parent_client_order_id=parent,
+                             leg=kind, **fields))
         return rows
 
     def _crash_point(self, name: str) -> None:
@@ -900,11 +1051,35 @@ def _whole(qty: float):
 
 
 def _is_margin(reason: str | None) -> bool:
-    return bool(reason) and "insufficient" in reason.lower()
+    """Alpaca's "insufficient buying power" (not its "insufficient qty available")."""
+    return bool(reason) and "insufficient" in reason.lower() and "buying power" in reason.lower()
 
 
 def _legs_by_kind(view: VenueOrder) -> dict[str, VenueOrder]:
     return {("take_profit" if leg.type == "limit" else "stop_loss"): leg for leg in view.legs}
+
+
+def _members(request: OrderRequest, family: list) -> list[tuple]:
+    """(Backtrader order, client order id, its parent's client order id, leg kind) for each order of a
+    family as ``request`` sends it: an entry (no parent, no kind) and its legs, or an OCO's two legs in
+    the strategy's order, the take-profit the parent."""
+    if request.order_class == "oco":
+        return [(order, leg.client_order_id,
+                 None if leg.client_order_id == request.client_order_id else request.client_order_id, leg.kind)
+                for order, leg in zip(family, request.legs)]
+    return [(family[0], request.client_order_id, None, None)] + [
+        (order, leg.client_order_id, request.client_order_id, leg.kind) for order, leg in zip(family[1:], request.legs)]
+
+
+def _leg(order) -> Leg:
+    """A bracket's or an OCO's exit: a take-profit limit, or a stop-loss stop (or stop-limit)."""
+    o, cid = bt.Order, order.info["client_order_id"]
+    if order.exectype == o.Limit:
+        return Leg("take_profit", cid, limit_price=order.created.price)
+    if order.exectype in (o.Stop, o.StopLimit):
+        return Leg("stop_loss", cid, stop_price=order.created.price,
+                   limit_price=order.created.pricelimit if order.exectype == o.StopLimit else None)
+    raise ValueError(f"a bracket's or OCO's exit must be a stop, stop-limit or limit order, not {order.getordername()}")
 
 
 def _order_spec(order, *, bracket: bool) -> dict:

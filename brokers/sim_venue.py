@@ -6,11 +6,13 @@ reach the strategy through the same live broker as Alpaca's do.
 """
 from __future__ import annotations
 
+import datetime as dt
 import queue
 import threading
 
 from brokers.simulator import MatchingEngine
-from brokers.venue import Account, MarketClock, OrderRequest, TradeUpdate, VenueOrder, VenuePosition
+from brokers.venue import (Account, MarketClock, OrderRequest, TradeUpdate, VenueOrder, VenuePosition,
+                           select_orders)
 from feeds.live_feed import BarGroup
 
 
@@ -79,6 +81,12 @@ class SimulatedVenue:
     def open_orders(self) -> list[VenueOrder]:
         with self._lock:
             return [self.engine.view(o) for o in self.engine.open_orders()]
+
+    def closed_orders(self, after: dt.datetime) -> list[VenueOrder]:
+        """Every closed entry submitted after ``after`` (no page limit here), oldest first."""
+        with self._lock:
+            entries = [self.engine.view(o) for o in self.engine.orders.values() if o.parent_id is None]
+        return select_orders(entries, status="closed", after=after, direction="asc")
 
     def positions(self) -> dict[str, VenuePosition]:
         with self._lock:

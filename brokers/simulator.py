@@ -17,7 +17,10 @@ server. One call of :meth:`MatchingEngine.on_bars` is one BackBroker ``next()`` 
   triggered like a stop, then filled like a limit; trailing stop: a stop that follows the close;
 - percentage slippage with Backtrader's ``slip_open``/``slip_limit``/``slip_match``/``slip_out`` rules,
   commission in basis points of traded value; cash and positions through ``brokers.accounting``;
-- brackets: the legs become active on the bar after the entry fills; a filled leg cancels the other.
+- brackets: the legs become active on the bar after the entry fills; a filled leg cancels the other;
+- oco (Alpaca's exit pair for a position held, Backtrader's ``oco=``): both legs work at once, tried in
+  the order the strategy placed them, as BackBroker tries them; one filled, canceled, refused or
+  expired cancels the other. It must exit shares held and not held by other open orders.
 
 Fills are reported as Alpaca-style trade updates (``new``, ``fill``, ``canceled``, ``expired``,
 ``rejected``), with the fill datetime Backtrader gives (the bar's).
@@ -30,8 +33,8 @@ import uuid
 from dataclasses import dataclass, field
 
 from brokers.accounting import account_fill, cash_check, portfolio_value, stock_commission
-from brokers.venue import (Account, DuplicateClientOrderId, NotCancelable, OrderRequest, TradeUpdate,
-                           VenueOrder, VenuePosition)
+from brokers.venue import (Account, DuplicateClientOrderId, NotCancelable, OrderRejected, OrderRequest,
+                           TradeUpdate, VenueOrder, VenuePosition)
 from engine.compat import bt
 from feeds.live_feed import Bar
 
@@ -116,28 +119,39 @@ class MatchingEngine:
 
     # ---- requests ----------------------------------------------------------------------------
     def submit(self, request: OrderRequest, now: dt.datetime | None = None) -> SimOrder:
-        """Take an order (with its legs); it is checked for cash and accepted on the next bar."""
-        if request.client_order_id in self.by_client_id:
-            raise DuplicateClientOrderId(f"client_order_id must be unique ({request.client_order_id})")
-        for leg in request.legs:
-            if leg.client_order_id in self.by_client_id:
-                raise DuplicateClientOrderId(f"client_order_id must be unique ({leg.client_order_id})")
+        """Take an order (with its legs); it is checked for cash and accepted on the next bar. An oco
+        must exit shares held and not held by other open orders (OrderRejected, Alpaca's words)."""
+        for cid in request.client_order_ids:
+            if cid in self.by_client_id:
+                raise DuplicateClientOrderId(f"client_order_id must be unique ({cid})")
+        oco = request.order_class == "oco"
+        if oco:
+            available = self.position(request.symbol).size * (1 if request.side == "sell" else -1) \
+                - self.held_qty(request.symbol, request.side)
+            if request.qty > available:
+                raise OrderRejected(f"insufficient qty available for order (requested: {request.qty:g}, "
+                                    f"available: {max(available, 0.0):g})")
         when = now or self.now
         bar_dt = request.bar_datetime or (self.bars[request.symbol].datetime if request.symbol in self.bars else when)
         parent = self._new_order(request, request.client_order_id, request.side, request.type, request.limit_price,
                                  request.stop_price, self._reference(request), bar_dt, when)
         parent.order_class = request.order_class
         family = collections.deque([parent])
-        exit_side = "sell" if request.side == "buy" else "buy"
         for leg in request.legs:
+            if leg.client_order_id == parent.client_order_id:
+                continue  # an oco's take-profit: the parent itself
             price = leg.stop_price if leg.kind == "stop_loss" else leg.limit_price
-            child = self._new_order(request, leg.client_order_id, exit_side, leg.type, leg.limit_price,
+            child = self._new_order(request, leg.client_order_id, request.exit_side, leg.type, leg.limit_price,
                                     leg.stop_price, price, bar_dt, when)
-            child.parent_id, child.active, child.order_class = parent.id, False, request.order_class
+            # an oco's legs work at once; a bracket's wait for the entry's fill
+            child.parent_id, child.active, child.order_class = parent.id, oco, request.order_class
             parent.leg_ids.append(child.id)
             family.append(child)
         self._brackets[parent.id] = family
-        self._submitted.extend(family)
+        if oco:  # checked and queued in the order the strategy placed them (its stop may come first)
+            self._submitted.extend(self.by_client_id[leg.client_order_id] for leg in request.legs)
+        else:
+            self._submitted.extend(family)
         return parent
 
     def cancel(self, order_id: str) -> None:
@@ -214,6 +228,19 @@ class MatchingEngine:
     def venue_positions(self) -> dict[str, VenuePosition]:
         return {s: VenuePosition(s, p.size, p.price) for s, p in self.positions.items() if p.size}
 
+    def held_qty(self, symbol: str, side: str) -> float:
+        """Shares open ``side`` orders hold (Alpaca's qty_available is the position less these): a
+        bracket's or an oco's exits hold the same shares, counted once; a bracket's legs before the
+        entry fills hold none."""
+        groups: dict[str, float] = {}
+        for o in self.orders.values():
+            bracket_leg = o.parent_id is not None and o.order_class != "oco"
+            if o.alive and o.symbol == symbol and o.side == side \
+                    and (not bracket_leg or self.orders[o.parent_id].status == "filled"):
+                group = o.parent_id or o.id
+                groups[group] = max(groups.get(group, 0.0), o.remaining)
+        return sum(groups.values())
+
     def open_orders(self) -> list[SimOrder]:
         return [o for o in self.orders.values() if o.alive and o.parent_id is None]
 
@@ -265,9 +292,13 @@ class MatchingEngine:
         clones: dict[str, bt.Position] = {}
         while self._submitted:
             order = self._submitted.popleft()
-            if order.parent_id is not None and order.parent_id not in self._brackets:
-                order.status = "rejected"  # its entry was refused
-                self._emit("rejected", order, reason="the bracket's entry order was rejected")
+            if (order.parent_id or order.id) not in self._brackets:  # its group was closed meanwhile
+                if order.order_class == "oco":
+                    order.status = "canceled"  # the other leg was refused: one cancels the other
+                    self._emit("canceled", order)
+                else:
+                    order.status = "rejected"  # its entry was refused
+                    self._emit("rejected", order, reason="the bracket's entry order was rejected")
                 continue
             position = clones.setdefault(order.symbol, self.position(order.symbol).clone())
             cash = cash_check(position, cash, order.sign * order.remaining, order.reference_price, self.comminfo)
@@ -284,7 +315,7 @@ class MatchingEngine:
     def _expired(self, order: SimOrder) -> bool:
         if order.type == "market" and not order.is_close_order:
             return False
-        expires = order.request.expires_at if order.parent_id is None else None
+        expires = order.request.expires_at if order.parent_id is None or order.order_class == "oco" else None
         return expires is not None and self.bars[order.symbol].datetime > expires
 
     def _cancel(self, order: SimOrder, bracket: bool = False) -> bool:
@@ -300,10 +331,11 @@ class MatchingEngine:
 
     def _close_bracket(self, order: SimOrder, cancel: bool = False) -> None:
         """BackBroker's ``_bracketize``: a filled entry activates its legs; a filled leg, or any
-        cancel, rejection or expiry, cancels the rest of the bracket."""
+        cancel, rejection or expiry, cancels the rest of the bracket. An oco is all legs (its
+        ``_ococheck``): one filled, canceled, refused or expired cancels the other."""
         root = order.parent_id or order.id
         family = self._brackets.setdefault(root, collections.deque())
-        if cancel or order.parent_id is not None:
+        if cancel or order.parent_id is not None or order.order_class == "oco":
             while family:
                 self._cancel(family.popleft(), bracket=True)
             del self._brackets[root]

@@ -48,7 +48,8 @@ class VenueUnavailable(VenueError, UserError):
 
 @dataclass(frozen=True)
 class Leg:
-    """A bracket's exit: ``take_profit`` (limit) or ``stop_loss`` (stop, or stop-limit with ``limit_price``)."""
+    """A bracket's or an oco's exit: ``take_profit`` (limit) or ``stop_loss`` (stop, or stop-limit with
+    ``limit_price``)."""
 
     kind: str  # "stop_loss" | "take_profit"
     client_order_id: str
@@ -71,6 +72,12 @@ class OrderRequest:
     """One order as sent to a venue; a bracket is the entry with its exit ``legs`` (in the order the
     strategy placed them), which become active once the entry fills and cancel each other.
 
+    ``order_class="oco"`` is Alpaca's one-cancels-other exit of a position held: no entry, the two
+    ``legs`` (a stop-loss and a take-profit, in the order the strategy placed them) are of the request's
+    own side and work at once; when one fills the venue cancels the other. As in Alpaca's request, the
+    order itself is a ``limit`` (its price is the take-profit leg's) and ``client_order_id`` is the
+    take-profit leg's: Alpaca makes the take-profit the parent order and the stop-loss its leg.
+
     ``bar_datetime`` (the symbol's bar when the order was decided) and ``reference_price`` (Backtrader's
     creation price: the close for a market order, else the order's own price) are what Backtrader
     records as the order's creation; the simulated venue needs them for BackBroker's rules (a market
@@ -91,6 +98,7 @@ class OrderRequest:
     expires_at: dt.datetime | None = None  # the simulated venue's Backtrader ``valid``
     bar_datetime: dt.datetime | None = None
     reference_price: float | None = None
+    order_class: str = ""  # "oco"; else taken from the legs: simple, oto (one leg) or bracket (two)
 
     def __post_init__(self):
         if self.side not in ("buy", "sell"):
@@ -104,13 +112,43 @@ class OrderRequest:
         kinds = [leg.kind for leg in self.legs]
         if len(set(kinds)) != len(kinds):
             raise ValueError(f"at most one leg of each kind, got {kinds}")
+        if self.order_class == "oco":
+            self._check_oco()
+            return
+        by_legs = {0: "simple", 1: "oto", 2: "bracket"}[len(self.legs)]
+        if self.order_class not in ("", by_legs):
+            raise ValueError(f"order class must be oco or the legs' ({by_legs}), not {self.order_class!r}")
+        object.__setattr__(self, "order_class", by_legs)
+
+    def _check_oco(self) -> None:
+        stop, take_profit = self.leg("stop_loss"), self.leg("take_profit")
+        if len(self.legs) != 2:
+            raise ValueError("an oco order has two legs: a stop-loss and a take-profit")
+        if self.type != "limit" or self.stop_price is not None or self.trail_percent or self.trail_price:
+            raise ValueError("an oco order is a limit order (its price is the take-profit's)")
+        if self.limit_price != take_profit.limit_price or self.client_order_id != take_profit.client_order_id:
+            raise ValueError("an oco order's limit price and client order id are its take-profit's")
+        if stop.stop_price is None or take_profit.limit_price is None:
+            raise ValueError("an oco order needs the stop's stop price and the take-profit's limit price")
+        above = take_profit.limit_price > stop.stop_price
+        if above != (self.side == "sell"):
+            raise ValueError(f"an oco {self.side}'s take-profit ({take_profit.limit_price:g}) must be "
+                             f"{'above' if self.side == 'sell' else 'below'} its stop ({stop.stop_price:g})")
 
     def leg(self, kind: str) -> Leg | None:
         return next((leg for leg in self.legs if leg.kind == kind), None)
 
     @property
-    def order_class(self) -> str:
-        return {0: "simple", 1: "oto", 2: "bracket"}[len(self.legs)]
+    def exit_side(self) -> str:
+        """The legs' side: an oco's own (it exits a position), else the entry's opposite."""
+        if self.order_class == "oco":
+            return self.side
+        return "sell" if self.side == "buy" else "buy"
+
+    @property
+    def client_order_ids(self) -> list[str]:
+        """The order's and its legs' ids, each once (an oco's own id is its take-profit's)."""
+        return list(dict.fromkeys([self.client_order_id, *(leg.client_order_id for leg in self.legs)]))
 
 
 @dataclass(frozen=True)
@@ -204,11 +242,43 @@ class Venue(Protocol):
 
     def open_orders(self) -> list[VenueOrder]: ...
 
+    def closed_orders(self, after: dt.datetime) -> list[VenueOrder]:
+        """Alpaca's ``GET /v2/orders?status=closed&nested=true&direction=asc``: orders whose own status
+        is final (a filled bracket entry comes with its legs, open or not), submitted strictly after
+        ``after``, oldest submission first, one page (Alpaca's largest: 500)."""
+
     def positions(self) -> dict[str, VenuePosition]: ...
 
     def account(self) -> Account: ...
 
     def clock(self) -> MarketClock: ...
+
+
+def select_orders(orders: list[VenueOrder], *, status: str = "open", after: dt.datetime | None = None,
+                  until: dt.datetime | None = None, direction: str = "desc",
+                  limit: int | None = None) -> list[VenueOrder]:
+    """Alpaca's ``GET /v2/orders`` selection (for the simulated venue and the test server): ``status``
+    open (not final), closed (final) or all, by each order's own status; submitted strictly after
+    ``after`` and strictly before ``until`` (an order without a submission time is left out when
+    either is given); sorted by submission time, ``direction`` asc or desc (ties keep the given
+    order); the first ``limit``."""
+    if status not in ("open", "closed", "all"):
+        raise ValueError(f"status must be open, closed or all, not {status!r}")
+    if direction not in ("asc", "desc"):
+        raise ValueError(f"direction must be asc or desc, not {direction!r}")
+    chosen = []
+    for order in orders:
+        final = order.status in FINAL_STATUSES
+        if (status == "open" and final) or (status == "closed" and not final):
+            continue
+        when = order.submitted_at
+        if (after is not None or until is not None) and when is None:
+            continue
+        if (after is not None and when <= after) or (until is not None and when >= until):
+            continue
+        chosen.append(order)
+    chosen.sort(key=lambda o: o.submitted_at or dt.datetime.min, reverse=direction == "desc")
+    return chosen if limit is None else chosen[:limit]
 
 
 def drain(updates: "queue.Queue[TradeUpdate]") -> list[TradeUpdate]:

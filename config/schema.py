@@ -349,6 +349,7 @@ class LiveConfig(Section):
     retry_max_seconds: float = Field(gt=0, description="longest wait of the exponential backoff")
     request_timeout_seconds: float = Field(gt=0, description="HTTP timeout of one REST call")
     order_sync_seconds: float = Field(gt=0, description="poll open orders, positions and cash this often (catches updates a dropped stream missed)")
+    sync_order_lookups: int = Field(ge=1, description="a sync asks about at most this many orders one by one (those in neither Alpaca's open nor its recently closed list; the rest wait for the next sync): with the 4 list, cash and position requests, at most 4 + this many requests per order_sync_seconds")
     cancel_wait_seconds: float = Field(ge=0, description="an exit waits this long at most for the cancel of the orders holding its shares (then it is sent when they are canceled)")
     commission_bps: float = Field(ge=0, description="commission the broker charges per side, basis points (Alpaca: none on US stocks)")
     order_id_prefix: str = Field(description="prepended to every client order id (one deployment per prefix); empty: the strategy's name and a dash")

@@ -141,7 +141,8 @@ class LiveSession:
         if hasattr(venue, "wakeup"):
             venue.wakeup = clock.wake  # a fill is handled at once, not at the next bar or poll
         self.broker = LiveBroker(venue=venue, journal=journal, commission_bps=commission_bps,
-                                 sync_seconds=sync_seconds, entry_gate=entry_gate, order_id_prefix=order_id_prefix,
+                                 sync_seconds=sync_seconds, sync_order_lookups=cfg.live.sync_order_lookups,
+                                 entry_gate=entry_gate, order_id_prefix=order_id_prefix,
                                  cancel_wait_seconds=cfg.live.cancel_wait_seconds, bar_waiting=clock.bar_waiting)
         self.cerebro.broker = self.broker
         self.cerebro.addstrategy(strategy_cls, cfg=cfg, **(strategy_kwargs or {}))
@@ -251,10 +252,9 @@ def run_replay(cfg: Config, bars: dict[str, pd.DataFrame], *, strategy_cls=None,
 
 
 # ---- live on Alpaca ---------------------------------------------------------------------------------
-def warmup_needed(cfg: Config, strategy_cls) -> tuple[int, str]:
-    """History bars a live start needs for its first live bar to be decided as a backtest decides it,
-    and what needs them: the longest warm-up of the feature registry this config builds (its inputs
-    as configured; no file is read), or the strategy's own warm-up if that is longer."""
+def _warmup_needs(cfg: Config, strategy_cls, model: str | None) -> list[tuple[int, str, bool]]:
+    """(history bars, what needs them, whether a registry model spares them) for each warm-up of a
+    live start; see :func:`warmup_needed`."""
     from features.registry import build_registry
     from features.sources import macro_name
 
@@ -262,19 +262,38 @@ def warmup_needed(cfg: Config, strategy_cls) -> tuple[int, str]:
                               has_macro=sorted(macro_name(path) for path in cfg.data.macro) or False,
                               config=cfg.features)
     longest = max(registry, key=lambda feature: feature.warmup)
-    own = strategy_cls.required_bars(cfg)
-    if own > longest.warmup:
-        return own, f"the strategy {cfg.backtest.strategy}"
-    return longest.warmup, f"the feature {longest.name}"
+    name = cfg.backtest.strategy
+    needs = [(longest.warmup, f"the feature {longest.name}", False),
+             (strategy_cls.required_bars(cfg), f"the strategy {name}", False)]
+    training = getattr(strategy_cls, "bars_before_first_training", None)
+    if model is None and training is not None:
+        needs.append((training(cfg, registry), f"the strategy {name} (training its own model first: "
+                                               f"models.train_bars = {cfg.models.train_bars} bars after its "
+                                               f"features' warm-up)", True))
+    return needs
 
 
-def check_warmup_bars(cfg: Config, strategy_cls) -> None:
-    """UserError unless ``live.warmup_bars`` covers :func:`warmup_needed`: with fewer history bars the
-    first live bars are decided on features still warming up, unlike the backtest's."""
-    needed, who = warmup_needed(cfg, strategy_cls)
+def warmup_needed(cfg: Config, strategy_cls, *, model: str | None = None) -> tuple[int, str]:
+    """History bars a live start needs for its first live bar to be decided as a backtest decides it,
+    and what needs them: the longest warm-up of the feature registry this config builds (its inputs
+    as configured; no file is read), the strategy's own warm-up, or, for a strategy that trains its
+    own model when no registry ``model`` is given (``strategy_cls.bars_before_first_training``), the
+    bars before its first training, whichever is longest."""
+    needed, who, _ = max(_warmup_needs(cfg, strategy_cls, model), key=lambda need: need[0])
+    return needed, who
+
+
+def check_warmup_bars(cfg: Config, strategy_cls, *, model: str | None = None) -> None:
+    """UserError unless ``live.warmup_bars`` covers :func:`warmup_needed` (``model``: the registry
+    model given with ``--model``, if any): with fewer history bars the first live bars are decided on
+    features still warming up, unlike the backtest's, or, for a strategy that must first train its
+    own model, not decided at all for many bars."""
+    needed, who, spared_by_model = max(_warmup_needs(cfg, strategy_cls, model), key=lambda need: need[0])
     if cfg.live.warmup_bars < needed:
+        alternative = (", or trade a registry model with --model NAME (trained with `python run.py train --out "
+                       "models/registry/NAME`)") if spared_by_model else ""
         raise UserError(f"live.warmup_bars = {cfg.live.warmup_bars} is too short: {who} needs {needed} bars of "
-                        f"history before the first live bar; set live.warmup_bars to at least {needed}")
+                        f"history before the first live bar; set live.warmup_bars to at least {needed}{alternative}")
 
 
 _FEED_TIMEFRAMES = {"1Min": {"timeframe": bt.TimeFrame.Minutes, "compression": 1},
@@ -300,7 +319,7 @@ class LiveRunner:
         from brokers.alpaca_venue import AlpacaVenue
         from brokers.calendar import MarketCalendar
 
-        check_warmup_bars(cfg, strategy_cls)
+        check_warmup_bars(cfg, strategy_cls, model=model)
         self.cfg, self.live = cfg, cfg.live
         self.strategy_cls, self.symbols, self.journal, self.state_dir = strategy_cls, symbols, journal, state_dir
         self.model = model

@@ -80,6 +80,20 @@ class MLStrategy(PortfolioStrategy):
         k = math.ceil(cfg.models.min_feature_fraction * len(warmups)) - 1
         return warmups[max(k, 0)] + 1
 
+    @classmethod
+    def bars_before_first_training(cls, cfg, registry) -> int:
+        """Bars before the one where the strategy, training its own model (no registry model), first
+        trains and predicts, when every symbol's history starts together (a live start): that bar is
+        ``WalkForward.first_retrain``'s, the first usable bar plus ``models.train_bars``, where a bar is
+        usable once ``models.min_feature_fraction`` of all the features are past their warm-up
+        (``models.dataset.valid_rows``, calendar-clock features included). ``registry``: the features
+        the strategy computes (``features.registry.build_registry`` for this config)."""
+        warmups = sorted(feature.warmup for feature in registry)
+        n = len(warmups)
+        # the fewest finite features valid_rows accepts (its float comparison, not a rounded product)
+        enough = next(count for count in range(1, n + 1) if count / n >= cfg.models.min_feature_fraction)
+        return warmups[enough - 1] + cfg.models.train_bars
+
     def __init__(self):
         super().__init__()
         engine = engine_from_config(self.cfg, [d._name for d in self.datas])
@@ -116,11 +130,11 @@ class MLStrategy(PortfolioStrategy):
         """Live: each prediction of this bar, with the model's id, into the journal."""
         p, when = self.predictions, self.datetime.datetime(0)
         model_id = self.signals.model_id or f"walk-forward@{self.signals.walk.predictor.fitted_at}"
-        for i, j in enumerate(p.symbols):
-            journal.record_prediction(when, self.features.datas[j]._name, model_id, {
-                "confidence": float(p.confidence[i]), "expected_return": self.expected_return(i),
-                "stop_distance": float(p.stop_distance[i]), "regime": int(p.regime[i]),
-                "upper": float(p.upper[i, self.decision]), "lower": float(p.lower[i, self.decision])})
+        journal.record_predictions(when, model_id, [(self.features.datas[j]._name, {
+            "confidence": float(p.confidence[i]), "expected_return": self.expected_return(i),
+            "stop_distance": float(p.stop_distance[i]), "regime": int(p.regime[i]),
+            "upper": float(p.upper[i, self.decision]), "lower": float(p.lower[i, self.decision])})
+            for i, j in enumerate(p.symbols)])
 
     def retrain_now(self) -> None:
         """The live runner's scheduled retrain (``live.retrain_every_days``), after the close."""
@@ -168,7 +182,7 @@ class MLStrategy(PortfolioStrategy):
     def walk_forward(self):
         """(``WalkForwardResult``, ``PanelData``) of the run, or None when no model was fitted."""
         result = self.signals.result()
-        return None if result is None else (result, self.signals.data)
+        return None if result is None else (result, self.signals.labelled_data())
 
 
 class MLEqualWeight(MLStrategy):

@@ -75,7 +75,7 @@ class WalkForwardSignals:
         """Retrain at the latest bar (the live runner's weekly retrain), on the bars seen so far."""
         if self.data is None or self._last[0] < 0:
             return None
-        info = self.walk.retrain(self.data, self._last[0])
+        info = self.walk.retrain(self.labelled_data(), self._last[0])
         self._folds.append(Fold(index=len(self._folds), test_start=self._last[0] + 1, test_end=self._last[0],
                                 n_test=0, **info))
         return info
@@ -95,10 +95,19 @@ class WalkForwardSignals:
             self._last = (t, self._step(t))
         return self._last[1]
 
-    def _panel_data(self, values, close, high, low, times=None) -> PanelData:
+    def _panel_data(self, values, close, high, low, times=None, with_labels: bool = True) -> PanelData:
         hub = self.hub
         return PanelData.build(values, close, high, low, self.cfg.models, times=times, symbols=hub.engine.symbols,
-                               feature_names=hub.names)
+                               feature_names=hub.names, with_labels=with_labels)
+
+    def labelled_data(self) -> PanelData | None:
+        """The bars so far with their labels. Bar by bar, ``data`` is kept without labels (computing
+        them over the whole history costs milliseconds a bar, growing with it) until a retrain or
+        the report needs them."""
+        if self.data is not None and self.data.labels is None:
+            g = self._panel
+            self.data = self._panel_data(g.values[: g.n], *g.prices[:, : g.n], times=g.times[: g.n])
+        return self.data
 
     def _run_ahead(self) -> None:
         panel, prices = self.hub.panel, self.hub.price_grid()
@@ -119,12 +128,12 @@ class WalkForwardSignals:
                                       else np.nan for d in hub.datas]) for f in ("close", "high", "low"))
         self._panel.append(np.datetime64(hub.strategy.datetime.datetime(0), "ns"), rows, close, high, low)
         g = self._panel
-        self.data = self._panel_data(g.values[: g.n], *g.prices[:, : g.n], times=g.times[: g.n])
+        self.data = self._panel_data(g.values[: g.n], *g.prices[:, : g.n], times=g.times[: g.n], with_labels=False)
         usable = valid_rows(self.data, self.cfg.models.min_feature_fraction, [t]).any()
         if self._first is None and usable:
             self._first = self.walk.first_retrain(self.data)     # the first usable bar + train_bars
         if self._scheduled and self._first is not None and self.walk.is_retrain_bar(t, self._first):
-            info = self.walk.retrain(self.data, t)
+            info = self.walk.retrain(self.labelled_data(), t)
             self._folds.append(Fold(index=len(self._folds), test_start=t, test_end=t, n_test=0, **info))
             log.info("retrained at bar %d (%s): %d samples", t, hub.strategy.datetime.datetime(0), info["n_train"])
         if self.walk.predictor.fitted_at is None or not usable:

@@ -6,7 +6,10 @@ documented API:
 - REST (``http.server``): ``/v2/account``, ``/v2/clock``, ``/v2/calendar``, ``/v2/assets[/SYMBOL]``,
   ``/v2/orders`` (submit, list, by id, ``:by_client_order_id``, cancel, replace; a client order id
   used before is refused with 422 "client_order_id must be unique"; a buy beyond the cash with 403
-  "insufficient buying power"), ``/v2/positions``, ``/v2/stocks/bars`` (paginated);
+  "insufficient buying power"; ``order_class`` bracket, oto and oco, an oco checked as Alpaca does
+  (:meth:`AlpacaTestServer._oco_problem`) and refused beyond the shares not held by other open orders
+  with 403 "insufficient qty available for order"; the list takes Alpaca's ``status``, ``after``, ``until``,
+  ``direction``, ``nested`` and ``limit``), ``/v2/positions``, ``/v2/stocks/bars`` (paginated);
 - websockets (``websockets``): the trading stream ``/stream`` (JSON: authenticate, listen,
   ``trade_updates`` events ``new``, ``partial_fill``, ``fill``, ``canceled``, ``expired``,
   ``rejected``, ``replaced``) and the market data stream ``/v2/iex`` (msgpack: connected,
@@ -16,7 +19,8 @@ Fills come from ``brokers.simulator.MatchingEngine`` when a test pushes a bar (:
 script the rest: :meth:`reject_next` (a refusal with a reason), :meth:`split_next_fill` (partial fills),
 :meth:`drop_streams` (a disconnect). :attr:`submissions` lists every client order id POSTed, refused
 duplicates included, with its arrival time in :attr:`submitted_at` (and each bar's departure in
-:attr:`bars_sent_at`: the latency benchmark's clock). Times are naive in ``tz`` inside, UTC ISO 8601 on
+:attr:`bars_sent_at`: the latency benchmark's clock); :attr:`requests` every REST request as
+(method, path, query), for tests that count them. Times are naive in ``tz`` inside, UTC ISO 8601 on
 the wire.
 """
 from __future__ import annotations
@@ -36,7 +40,8 @@ import pandas as pd
 
 from brokers.calendar import MarketCalendar
 from brokers.simulator import MatchingEngine
-from brokers.venue import DuplicateClientOrderId, Leg, NotCancelable, OrderRequest, TradeUpdate, VenueOrder
+from brokers.venue import (DuplicateClientOrderId, Leg, NotCancelable, OrderRejected, OrderRequest, TradeUpdate,
+                           VenueOrder, select_orders)
 from feeds.live_feed import Bar
 
 ACCOUNT_ID = "4c6e2a26-0b3f-4b8e-9d2e-5f3a0c1e7d11"
@@ -63,6 +68,7 @@ class AlpacaTestServer:
         self.submissions: list[str] = []
         self.submitted_at: list[float] = []  # time.perf_counter() of each POST /v2/orders, as submissions
         self.bars_sent_at: dict[dt.datetime, float] = {}  # time.perf_counter() when a bar went out
+        self.requests: list[tuple[str, str, dict]] = []  # (method, path, query) of every REST request
         self.lock = threading.RLock()
         self._rejects: list[tuple[str | None, str, int]] = []
         self._splits: dict[str, int] = {}
@@ -141,7 +147,8 @@ class AlpacaTestServer:
             self._rejects.append((symbol, reason, status))
 
     def split_next_fill(self, symbol: str, parts: int = 2) -> None:
-        """The next fill of an order for ``symbol`` arrives as ``parts`` partial fills."""
+        """The first fill of the next order submitted for ``symbol`` (a bracket's entry, an oco's leg that
+        fills) arrives as ``parts`` partial fills."""
         with self.lock:
             self._splits[symbol] = parts
 
@@ -162,6 +169,7 @@ class AlpacaTestServer:
 
     # ---- REST ----------------------------------------------------------------------------------
     def handle(self, method: str, path: str, query: dict, body: dict | None, headers) -> tuple[int, object]:
+        self.requests.append((method, path, query))
         if headers.get("APCA-API-KEY-ID") != self.key_id or headers.get("APCA-API-SECRET-KEY") != self.secret_key:
             return 401, {"code": 40110000, "message": "request is not authorized"}
         with self.lock:
@@ -189,7 +197,7 @@ class AlpacaTestServer:
         if parts == ["orders"] and method == "POST":
             return self._submit(body)
         if parts == ["orders"] and method == "GET":
-            return 200, self._orders(query)
+            return self._orders(query)
         if parts == ["orders:by_client_order_id"]:
             order = self.engine.by_client_id.get(query.get("client_order_id", [""])[0])
             return (200, self._order_json(self.engine.view(order))) if order else \
@@ -220,7 +228,8 @@ class AlpacaTestServer:
         last = self.engine.bars.get(symbol)
         if last is None:
             return 422, {"code": 42210000, "message": f"asset {symbol} not found"}
-        if body["side"] == "buy" and qty * last.close > self.engine.cash:
+        oco = body.get("order_class") == "oco"
+        if body["side"] == "buy" and not oco and qty * last.close > self.engine.cash:
             return 403, {"code": 40310000, "message": "insufficient buying power"}
         legs = []
         if body.get("stop_loss"):
@@ -228,12 +237,24 @@ class AlpacaTestServer:
             legs.append(Leg("stop_loss", f"{cid}-sl", stop_price=float(sl["stop_price"]),
                             limit_price=float(sl["limit_price"]) if sl.get("limit_price") else None))
         if body.get("take_profit"):
-            legs.append(Leg("take_profit", f"{cid}-tp", limit_price=float(body["take_profit"]["limit_price"])))
-        request = OrderRequest(
-            client_order_id=cid, symbol=symbol, side=body["side"], qty=qty, type=body["type"],
-            time_in_force=body["time_in_force"], limit_price=_float(body.get("limit_price")),
-            stop_price=_float(body.get("stop_price")), trail_percent=_float(body.get("trail_percent")),
-            trail_price=_float(body.get("trail_price")), legs=tuple(legs), bar_datetime=last.datetime)
+            # an oco's take-profit is the order itself (Alpaca makes it the parent, the stop its leg)
+            legs.append(Leg("take_profit", cid if oco else f"{cid}-tp",
+                            limit_price=float(body["take_profit"]["limit_price"])))
+        limit_price = _float(body.get("limit_price"))
+        if oco:
+            problem = self._oco_problem(body, legs, limit_price)
+            if problem:
+                return 422, {"code": 42210000, "message": problem}
+            limit_price = legs[1].limit_price
+        try:
+            request = OrderRequest(
+                client_order_id=cid, symbol=symbol, side=body["side"], qty=qty, type=body["type"],
+                time_in_force=body["time_in_force"], limit_price=limit_price,
+                stop_price=_float(body.get("stop_price")), trail_percent=_float(body.get("trail_percent")),
+                trail_price=_float(body.get("trail_price")), legs=tuple(legs), bar_datetime=last.datetime,
+                order_class="oco" if oco else "")
+        except ValueError as exc:
+            return 422, {"code": 42210000, "message": str(exc)}
         if request.type == "trailing_stop":
             amount = request.trail_price or last.close * request.trail_percent / 100.0
             request = dataclass_replace(request, stop_price=last.close - amount if request.side == "sell"
@@ -242,11 +263,34 @@ class AlpacaTestServer:
             order = self.engine.submit(request, now=last.datetime)
         except DuplicateClientOrderId:
             return 422, {"code": 40010001, "message": "client_order_id must be unique"}
+        except OrderRejected as exc:  # an oco beyond the shares available
+            return 403, {"code": 40310000, "message": exc.reason}
         if symbol in self._splits:
             self._split_orders[order.id] = self._splits.pop(symbol)
         updates = self.engine.take_events()
         self._schedule(self._send_updates(updates))
         return 200, self._order_json(self.engine.view(order))
+
+    @staticmethod
+    def _oco_problem(body: dict, legs: list[Leg], limit_price: float | None) -> str | None:
+        """Alpaca's rules for an oco. Documented ("OCO orders" in its orders documentation, alpaca-py's
+        validators): an exit of a position held (checked by the engine, with Alpaca's qty_available), a
+        limit order with ``take_profit.limit_price`` and ``stop_loss.stop_price``, the legs of the order's
+        one side. Assumed, as Alpaca documents for a bracket's legs: day or gtc; a sell's take-profit
+        above its stop, a buy's below (with no entry, the legs are checked against each other)."""
+        if body["type"] != "limit":
+            return "oco orders must be limit orders"
+        if [leg.kind for leg in legs] != ["stop_loss", "take_profit"]:
+            return "oco orders require take_profit.limit_price and stop_loss.stop_price"
+        if body["time_in_force"] not in ("day", "gtc"):
+            return "oco orders must be day or gtc orders"
+        if limit_price is not None and limit_price != legs[1].limit_price:
+            return "limit_price must equal take_profit.limit_price for an oco order"
+        stop, take_profit = legs[0].stop_price, legs[1].limit_price
+        if (take_profit > stop) != (body["side"] == "sell"):
+            return (f"take_profit.limit_price must be {'above' if body['side'] == 'sell' else 'below'} "
+                    f"stop_loss.stop_price for an oco {body['side']} order")
+        return None
 
     def _cancel(self, order_id: str):
         try:
@@ -300,7 +344,8 @@ class AlpacaTestServer:
         """Scripted partial fills: one fill becomes several, with the order's progress in each."""
         out = []
         for u in updates:
-            parts = self._split_orders.pop(u.order.id, 0) if u.event == "fill" else 0
+            family = self.engine.orders[u.order.id].parent_id or u.order.id  # an order, or its entry / oco
+            parts = self._split_orders.pop(family, 0) if u.event == "fill" else 0
             if parts < 2:
                 out.append(u)
                 continue
@@ -369,17 +414,40 @@ class AlpacaTestServer:
                 "market_value": _num(value), "cost_basis": _num(cost), "unrealized_pl": _num(value - cost),
                 "unrealized_plpc": _num((value - cost) / cost if cost else 0.0), "unrealized_intraday_pl": "0",
                 "unrealized_intraday_plpc": "0", "current_price": _num(price), "lastday_price": _num(price),
-                "change_today": "0", "qty_available": _num(abs(held.size))}
+                "change_today": "0", "qty_available": _num(abs(held.size) - self.engine.held_qty(
+                    symbol, "sell" if held.size > 0 else "buy"))}
 
-    def _orders(self, query) -> list[dict]:
-        status = query.get("status", ["open"])[0]
-        orders = [o for o in self.engine.orders.values() if o.parent_id is None]
-        if status == "open":
-            orders = [o for o in orders if o.alive]
-        elif status == "closed":
-            orders = [o for o in orders if not o.alive]
-        limit = int(query.get("limit", ["50"])[0])
-        return [self._order_json(self.engine.view(o)) for o in orders[-limit:]]
+    def _orders(self, query):
+        """Alpaca's order list: ``status`` open (default), closed or all; ``after`` / ``until``: submitted
+        strictly after / before (RFC 3339); ``direction``: by submission time, desc (default) or asc;
+        ``limit``: 50 by default, 500 at most; ``nested=true``: a bracket's legs under their entry, which
+        alone decides whether the family is open or closed (a filled entry's open legs are then listed
+        as closed, as Alpaca does); otherwise every order on its own."""
+        def one(name, default=None):
+            return query.get(name, [default])[0]
+
+        try:
+            after, until = (self._query_time(one(name)) for name in ("after", "until"))
+            limit = int(one("limit", "50"))
+            nested = one("nested", "false").lower() == "true"
+            if not 1 <= limit <= 500:
+                raise ValueError(f"limit must be between 1 and 500, not {limit}")
+            views = [self.engine.view(o) for o in self.engine.orders.values() if not nested or o.parent_id is None]
+            if not nested:
+                views = [dataclass_replace(v, legs=()) for v in views]
+            chosen = select_orders(views, status=one("status", "open"), after=after, until=until,
+                                   direction=one("direction", "desc"), limit=limit)
+        except ValueError as exc:
+            return 422, {"code": 42210000, "message": str(exc)}
+        return 200, [self._order_json(v) for v in chosen]
+
+    def _query_time(self, text: str | None) -> dt.datetime | None:
+        """An RFC 3339 time of a query (UTC when it names no offset) as naive time in ``tz``."""
+        if not text:
+            return None
+        stamp = pd.Timestamp(text)
+        stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp
+        return stamp.tz_convert(self.tz).tz_localize(None).to_pydatetime()
 
     def _bars(self, query) -> dict:
         symbols = query["symbols"][0].split(",")

@@ -153,3 +153,33 @@ def test_trailing_stop_and_limit_orders_map_to_alpacas(venue, server):
     server.push({"AAPL": Bar(T0 + dt.timedelta(minutes=5), 107.0, 108.0, 106.0, 107.0, 1000.0)})
     fills = [u for u in next_updates(venue, 5) if u.event == "fill"]
     assert [(u.order.client_order_id, u.price) for u in fills] == [("b1", 100.0), ("t1", 107.0)]
+
+
+def test_an_oco_exit_is_one_request_and_the_server_checks_it_as_alpaca_does(venue, server):
+    """One request, answered by the take-profit with the stop as its leg (alpaca-py's Order model reads
+    it); the stop's fill cancels the take-profit. Refused as Alpaca does: beyond the shares held, not a
+    limit order, a take-profit not above a sell's stop."""
+    from alpaca.trading.models import Order
+
+    headers = {"APCA-API-KEY-ID": server.key_id, "APCA-API-SECRET-KEY": server.secret_key}
+    body = {"symbol": "AAPL", "qty": "10", "side": "sell", "type": "limit", "time_in_force": "gtc",
+            "order_class": "oco", "take_profit": {"limit_price": "105"}, "stop_loss": {"stop_price": "95"}}
+    assert server.handle("POST", "/v2/orders", {}, body, headers) == (
+        403, {"code": 40310000, "message": "insufficient qty available for order (requested: 10, available: 0)"})
+    assert server.handle("POST", "/v2/orders", {}, {**body, "type": "market"}, headers)[1]["message"] == \
+        "oco orders must be limit orders"
+    refused = server.handle("POST", "/v2/orders", {}, {**body, "stop_loss": {"stop_price": "106"}}, headers)
+    assert refused[0] == 422 and "must be above stop_loss.stop_price" in refused[1]["message"]
+    venue.submit(OrderRequest("b1", "AAPL", "buy", 10))
+    server.push({"AAPL": bar(3)})
+    view = venue.submit(OrderRequest("t1", "AAPL", "sell", 10, type="limit", time_in_force="gtc", limit_price=105.0,
+                                     order_class="oco", legs=(Leg("stop_loss", "t1-stop", stop_price=95.0),
+                                                              Leg("take_profit", "t1", limit_price=105.0))))
+    assert (view.client_order_id, view.type, view.order_class, view.limit_price) == ("t1", "limit", "oco", 105.0)
+    assert [(leg.type, leg.side, leg.stop_price) for leg in view.legs] == [("stop", "sell", 95.0)]
+    assert server.submissions[-1] == "t1"
+    Order(**server._order_json(server.engine.view(server.engine.by_client_id["t1"])))
+    server.push({"AAPL": Bar(T0 + dt.timedelta(minutes=4), 99.0, 100.0, 94.0, 96.0, 1000.0)})
+    updates = [(u.event, u.order.id) for u in next_updates(venue, 6)]
+    assert updates[-2:] == [("fill", view.legs[0].id), ("canceled", view.id)]
+    assert venue.positions() == {}

@@ -60,7 +60,7 @@ def test_open_orders_state_and_settings(journal):
 
 
 def test_predictions_and_bars(journal):
-    journal.record_prediction(T, "AAPL", "ensemble-2024-01", {"expected_return": 0.012, "confidence": 0.71})
+    journal.record_predictions(T, "ensemble-2024-01", [("AAPL", {"expected_return": 0.012, "confidence": 0.71})])
     journal.record_bar(T, equity_value=100_500.0, cash=90_000.0, holdings=[("AAPL", 10, 100.0, 101.0)])
     assert journal.table("predictions")[0]["values"]["confidence"] == 0.71
     assert journal.table("positions")[0]["qty"] == 10.0

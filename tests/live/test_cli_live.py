@@ -49,7 +49,7 @@ def test_real_money_needs_the_exact_confirmation(keys, capsys, phrase):
 
 
 def test_unreachable_broker_is_retried_then_one_clear_line(keys, capsys):
-    assert run.main(["live", "--config", str(keys)]) == 2
+    assert run.main(["live", "--config", str(keys), "--strategy", "momentum_breakout"]) == 2
     line = one_line_error(capsys)
     assert line == "error: Alpaca unreachable (account at 127.0.0.1:9): no connection after 2 attempts"
     assert SECRET not in capsys.readouterr().err
@@ -67,9 +67,11 @@ def test_a_warmup_shorter_than_the_features_need_is_refused_before_connecting(ke
 
 
 def test_the_default_warmup_covers_every_feature_and_strategy():
+    """... except the ML strategies' own first training (tests/live/test_warmup_check.py)."""
     cfg = load_config()
-    for name in ("momentum_breakout", "ml"):
-        check_warmup_bars(cfg, get_strategy(name))
+    check_warmup_bars(cfg, get_strategy("momentum_breakout"))
+    for name in ("ml", "ml_equal_weight"):
+        check_warmup_bars(cfg, get_strategy(name), model="trained@0123456789ab")
     assert cfg.live.warmup_bars >= warmup_needed(cfg, get_strategy("momentum_breakout"))[0]
 
 

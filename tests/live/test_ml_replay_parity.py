@@ -1,0 +1,47 @@
+"""The default strategy ``ml`` through the live path: ``run.py live --replay`` places the backtest's orders,
+its replaced exits included (a new stop and take-profit, one cancelling the other: Alpaca OCO orders
+through the live broker), on a small model config that trades, moves stops, updates targets and halves."""
+import pandas as pd
+import pytest
+
+import run
+from tests.strategies.test_train_cli import SMALL_TOML as SMALL_MODELS_TOML
+
+pytestmark = pytest.mark.slow
+
+# entries at the small model's confidence; halving and target updates at smaller changes than the
+# blueprint's, so that a few years of six symbols replace exits in every way the plan does
+SMALL_TOML = SMALL_MODELS_TOML + """
+[backtest]
+progress = false
+[ml]
+min_confidence = 0.5
+min_expected_return = 0.0
+[risk]
+confidence_drop_halve = 0.02
+target_update_threshold = 0.01
+"""
+SYMBOLS = ["AAPL", "KO", "XOM", "JPM", "MSFT", "NVDA"]
+
+
+def test_ml_replay_orders_equal_the_backtests_with_replaced_exit_pairs(tmp_path):
+    config = tmp_path / "small.toml"
+    config.write_text(SMALL_TOML)
+    files = [f"data/sample/{symbol}_data.csv" for symbol in SYMBOLS]
+    common = ["--strategy", "ml", "--config", str(config), "--no-plot"]
+    bt_dir, rp_dir = tmp_path / "backtest", tmp_path / "replay"
+    assert run.main(["backtest", *[a for f in files for a in ("--data", f)], *common, "--out", str(bt_dir)]) == 0
+    assert run.main(["live", *[a for f in files for a in ("--replay", f)], *common, "--out", str(rp_dir)]) == 0
+    backtest, replay = (pd.read_csv(folder / "orders.csv") for folder in (bt_dir, rp_dir))
+    key = ["datetime", "symbol", "side", "size"]
+    pd.testing.assert_frame_equal(replay[key], backtest[key])
+    pd.testing.assert_frame_equal(replay, backtest)  # types, statuses, fill prices and times, ids, reasons
+    pd.testing.assert_frame_equal(pd.read_csv(rp_dir / "trades.csv"), pd.read_csv(bt_dir / "trades.csv"))
+    # exits replaced after the entry bar: pairs of a stop and a take-profit, some filled, some canceled
+    buys = backtest[backtest["side"] == "buy"]
+    entries = set(zip(buys["datetime"], buys["symbol"]))
+    replaced = backtest[[(w, s) not in entries for w, s in zip(backtest["datetime"], backtest["symbol"])]]
+    targets = replaced[replaced["reason"] == "target"]
+    assert len(targets) >= 20 and {"completed", "canceled"} <= set(targets["status"])
+    assert {"completed", "canceled"} <= set(replaced.loc[replaced["reason"] == "stop", "status"])
+    assert (backtest["reason"] == "reduce").any()  # halved: a sell beside the new pair, for the other half
