@@ -18,7 +18,8 @@ for ``--model`` and removed at the end. The default history is the features' war
 ``models.train_bars`` (``engine.live.warmup_needed`` without a model) and the bar the model is fitted
 at. Its entry thresholds are lowered so most bars place orders: ``ml.min_confidence`` 0.5 and
 ``ml.min_expected_return`` 0 (the defaults, 0.65 and 1%, let no prediction through on these bars),
-2% positions, and initial stops of at most 1% (``risk.stop_max``): the quarter-Kelly cap is zero
+2% positions, at most ``risk.max_positions`` (20) of them as in the default plan, and initial stops
+of at most 1% (``risk.stop_max``): the quarter-Kelly cap is zero
 unless the expected gain is near the stop distance, and with the stop model's ~3% stops about one
 bar in seven has such a candidate. Every decision still runs the whole pipeline: features,
 predictor, ranking, cvxpy sizing, risk manager. The daily loss limit and the drawdown kill switch
@@ -97,8 +98,7 @@ def config(server: AlpacaTestServer, symbols: list[str], state: Path, warmup: in
 strategy = "{strategy}"
 progress = false
 {own["sections"]}[risk]
-max_positions = {len(symbols)}
-min_position_value = 100.0
+{f"max_positions = {len(symbols)}{chr(10)}" if strategy == MOMENTUM else ""}min_position_value = 100.0
 {own["risk"]}[live]
 symbols = {symbols!r}
 timeframe = "1Min"

@@ -68,8 +68,9 @@ def sequences(values: np.ndarray, bars: np.ndarray, symbols: np.ndarray, seq_len
     """(n, seq_len, k): for each row, features ``features`` of its symbol at calendar bars
     ``bar - seq_len + 1 .. bar`` (oldest first). Bars before the first bar of the panel are NaN.
     Causal by construction: nothing after the row's bar is read."""
-    sub = values[:, :, features]                                   # (T, N, k)
     steps = np.asarray(bars)[:, None] - np.arange(seq_len - 1, -1, -1)[None, :]
-    out = sub[np.clip(steps, 0, None), np.asarray(symbols)[:, None]]
+    # the rows read, and only those (not a copy of every bar's features: a live bar reads 50 rows)
+    out = values[np.clip(steps, 0, None)[:, :, None], np.asarray(symbols)[:, None, None],
+                 np.asarray(features)[None, None, :]]
     out[steps < 0] = np.nan
     return out

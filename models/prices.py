@@ -37,8 +37,15 @@ def trailing_volatility_at(close: np.ndarray, bars: np.ndarray, symbols: np.ndar
     costs a window per symbol, not the whole history)."""
     bars, symbols = np.asarray(bars), np.asarray(symbols)
     out = np.full(len(bars), np.nan)
-    for j in np.unique(symbols):
-        mine = np.flatnonzero(symbols == j)
+    slow = np.ones(len(bars), dtype=bool)
+    if len(bars) and (bars == bars[0]).all() and bars[0] >= n:  # one bar (live): the symbols at once
+        block = close[bars[0] - n: bars[0] + 1][:, symbols]
+        slow = ~np.isfinite(block).all(axis=0)  # a gap in the last n + 1 rows: the symbol's own bars
+        if not slow.all():
+            r = np.diff(np.log(block[:, ~slow]), axis=0)  # as each symbol's own returns, n of them
+            out[~slow] = np.ascontiguousarray(r.T).std(axis=1, ddof=1)
+    for j in np.unique(symbols[slow]):
+        mine = np.flatnonzero((symbols == j) & slow)
         rows, c = own_bars(close[: bars[mine].max() + 1], j)
         r = np.diff(np.log(c))
         if len(r) < n:

@@ -121,10 +121,10 @@ def garch_variance_forecasts(params: np.ndarray, p: int, q: int, returns: np.nda
     drive = np.full(n + 1, omega)
     for i in range(p):
         drive += alpha[i] * lagged[p - 1 - i: p - i + n]
-    # sigma2 - sum beta_i sigma2[t-i] = drive: a linear filter started from the backcast
-    feedback = np.concatenate([[1.0], -beta])
-    initial = scipy.signal.lfiltic([1.0], feedback, np.full(q, backcast))
-    sigma2 = scipy.signal.lfilter([1.0], feedback, drive, zi=initial)[0]
+    # sigma2 - sum beta_i sigma2[t-i] = drive: a linear filter whose past outputs are the backcast
+    # (its state, as scipy's lfiltic gives it: state m = backcast x (beta_m+1 + ... + beta_q))
+    initial = backcast * np.cumsum(beta[::-1])[::-1]
+    sigma2 = scipy.signal.lfilter([1.0], np.concatenate([[1.0], -beta]), drive, zi=initial)[0]
     past_r2 = lambda m: np.where(m >= 0, r2[np.maximum(m, 0)], backcast)  # noqa: E731
     past_sigma2 = lambda m: np.where(m >= 0, sigma2[np.maximum(m, 0)], backcast)  # noqa: E731
     origins = np.asarray(origins)

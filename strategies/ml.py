@@ -385,6 +385,7 @@ class MLTradingPlan(MLStrategy):
         cash = self.broker.getcash() - self.committed_cash()
         room = risk.max_total_weight - sum(holdings.values())
         regime = self._regime(candidates[0][1])
+        sectors = self.sectors.dropna().to_dict()
         for name, i in candidates:
             d = self.by_name[name]
             weight = min(float(allocation.weights.get(name, 0.0)), room)
@@ -393,8 +394,7 @@ class MLTradingPlan(MLStrategy):
             price = float(d.close[0])
             adv = self._average_dollar_volume(d)
             assessment = self.risk.assess(Candidate(name, weight, self.sectors.get(name), adv),
-                                          PortfolioView(equity, holdings, self.sectors.dropna().to_dict(), returns,
-                                                        regime))
+                                          PortfolioView(equity, holdings, sectors, returns, regime))
             if not assessment.approved:
                 self._decision(now, name, f"rejected score {assessment.score:.2f}: {'; '.join(assessment.reasons)}")
                 continue

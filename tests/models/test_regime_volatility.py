@@ -77,3 +77,14 @@ def test_trailing_volatility_at_equals_the_whole_panel(sample_prices):
     bars = np.repeat(np.arange(0, 400, 7), 6)
     symbols = np.tile(np.arange(6), len(bars) // 6)
     assert_array_equal(trailing_volatility_at(close, bars, symbols, 20), full[bars, symbols])
+
+
+def test_trailing_volatility_at_one_bar_equals_the_whole_panel(sample_prices):
+    from models.prices import trailing_volatility_at
+
+    close = sample_prices["close"][:, :6].copy()
+    close[395:398, 2] = np.nan                          # a gap inside the window: that symbol's own bars
+    full = trailing_volatility(close, 20)
+    for bar in (5, 20, 399, 400):
+        symbols = np.array([0, 1, 2, 3, 4, 5, 1])
+        assert_array_equal(trailing_volatility_at(close, np.full(7, bar), symbols, 20), full[bar, symbols])
