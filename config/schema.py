@@ -351,6 +351,7 @@ class LiveConfig(Section):
     order_sync_seconds: float = Field(gt=0, description="poll open orders, positions and cash this often (catches updates a dropped stream missed)")
     sync_order_lookups: int = Field(ge=1, description="a sync asks about at most this many orders one by one (those in neither Alpaca's open nor its recently closed list; the rest wait for the next sync): with the 4 list, cash and position requests, at most 4 + this many requests per order_sync_seconds")
     cancel_wait_seconds: float = Field(ge=0, description="an exit waits this long at most for the cancel of the orders holding its shares (then it is sent when they are canceled)")
+    thread_switch_seconds: float = Field(gt=0, le=1, description="Python's thread switch interval while trading (sys.setswitchinterval; Python's default is 0.005): how long the bar loop keeps the interpreter before a stream or cancel thread can force it out, so their work waits for the loop's next network wait instead of cutting into a bar's decisions")
     commission_bps: float = Field(ge=0, description="commission the broker charges per side, basis points (Alpaca: none on US stocks)")
     order_id_prefix: str = Field(description="prepended to every client order id (one deployment per prefix); empty: the strategy's name and a dash")
     state_dir: str = Field(min_length=1, description="folder of the journal, the live log and the daily reports")

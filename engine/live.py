@@ -18,6 +18,7 @@ import datetime as dt
 import gc
 import logging
 import math
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -154,9 +155,12 @@ class LiveSession:
         self._collected = False
 
     def run(self):
+        switch = sys.getswitchinterval()
+        sys.setswitchinterval(self.cfg.live.thread_switch_seconds)
         try:
             self.strategy = self.cerebro.run()[0]
         finally:
+            sys.setswitchinterval(switch)
             gc.unfreeze()
         if self.broker.unsent_at_start:
             self.broker.abandon_unsent()

@@ -229,4 +229,4 @@ def make_feeds(clock: BarClock, symbols, timeframe: dict) -> list[LiveBarsFeed]:
 
 
 __all__ = ["Bar", "BarGroup", "BarSource", "BarClock", "LiveBarsFeed", "ReplaySource", "bars_of", "group_bars",
-           "timeframe_of", "make_feeds", "np"]
+           "timeframe_of", "make_feeds"]

@@ -183,3 +183,20 @@ def test_an_oco_exit_is_one_request_and_the_server_checks_it_as_alpaca_does(venu
     updates = [(u.event, u.order.id) for u in next_updates(venue, 6)]
     assert updates[-2:] == [("fill", view.legs[0].id), ("canceled", view.id)]
     assert venue.positions() == {}
+
+
+def test_alpaca_times_read_as_naive_exchange_time():
+    """RFC 3339 from Alpaca (Z or an offset, up to nanoseconds) -> the bars' naive exchange time, as
+    pandas reads it; a time without an offset is refused (the update is then logged and ignored)."""
+    import pandas as pd
+
+    cfg = load_config()
+    venue = AlpacaVenue(AlpacaStore(Credentials("k", "s"), cfg.live), "America/New_York")
+    for text in ("2024-01-02T14:30:00Z", "2024-07-02T14:30:00.123456789Z", "2024-11-03T05:59:59.5-00:00",
+                 "2024-03-10T07:00:00.000001+00:00", "2024-01-02T09:30:00-05:00"):
+        expected = pd.Timestamp(text).tz_convert("America/New_York").tz_localize(None).to_pydatetime()
+        assert venue._time(text) == expected, text
+    assert venue._time("2024-07-02T14:30:00.123456789Z") == dt.datetime(2024, 7, 2, 10, 30, 0, 123456)
+    assert venue._time(None) is None and venue._time("") is None
+    with pytest.raises(ValueError, match="without an offset"):
+        venue._time("2024-01-02T14:30:00")

@@ -61,3 +61,28 @@ def test_replay_journal_has_every_order_and_fill(runs):
     assert set(filled["client_order_id"]) == set(fills)
     assert all(abs(fills[c]["price"] - p) < 1e-9 for c, p in zip(filled["client_order_id"], filled["price"]))
     assert len(journal.table("equity")) == len(pd.read_csv(replay / "equity.csv"))
+
+
+def test_the_loop_runs_at_the_configured_thread_switch_interval_and_restores_pythons(tmp_path):
+    """``live.thread_switch_seconds`` holds while the bars are handled; the process's own interval is
+    back afterwards (tests and a caller's threads run at Python's)."""
+    import sys
+
+    from config import load_config
+    from engine.live import run_replay
+    from feeds.loader import load_bars
+    from strategies.momentum_breakout import MomentumBreakout
+
+    seen = []
+
+    class Watching(MomentumBreakout):
+        def decide(self, now, fresh):
+            seen.append(sys.getswitchinterval())
+            super().decide(now, fresh)
+
+    before = sys.getswitchinterval()
+    cfg = load_config(overrides={"backtest.progress": False, "live.thread_switch_seconds": 0.03})
+    symbol, frame = load_bars(SAMPLE[0])
+    run_replay(cfg, {symbol: frame.iloc[:80]}, strategy_cls=Watching, journal_dir=tmp_path)
+    assert len(seen) > 50 and set(seen) == {0.03}
+    assert sys.getswitchinterval() == before
