@@ -194,7 +194,7 @@ def test_alpaca_times_read_as_naive_exchange_time():
     venue = AlpacaVenue(AlpacaStore(Credentials("k", "s"), cfg.live), "America/New_York")
     for text in ("2024-01-02T14:30:00Z", "2024-07-02T14:30:00.123456789Z", "2024-11-03T05:59:59.5-00:00",
                  "2024-03-10T07:00:00.000001+00:00", "2024-01-02T09:30:00-05:00"):
-        expected = pd.Timestamp(text).tz_convert("America/New_York").tz_localize(None).to_pydatetime()
+        expected = pd.Timestamp(text).tz_convert("America/New_York").tz_localize(None).floor("us").to_pydatetime()
         assert venue._time(text) == expected, text
     assert venue._time("2024-07-02T14:30:00.123456789Z") == dt.datetime(2024, 7, 2, 10, 30, 0, 123456)
     assert venue._time(None) is None and venue._time("") is None
