@@ -200,3 +200,16 @@ def test_alpaca_times_read_as_naive_exchange_time():
     assert venue._time(None) is None and venue._time("") is None
     with pytest.raises(ValueError, match="without an offset"):
         venue._time("2024-01-02T14:30:00")
+
+
+def test_a_sell_of_shares_an_open_stop_holds_is_refused_as_alpaca_does(venue, server):
+    """Alpaca holds a position's shares for its open exit orders: a market sell while the bracket's
+    stop rests is refused with its qty_available; once the stop is canceled the sell goes through."""
+    entry = venue.submit(OrderRequest("b1", "AAPL", "buy", 10, legs=(Leg("stop_loss", "b1-stop", stop_price=95.0),)))
+    server.push({"AAPL": bar(3)})
+    assert [u.event for u in next_updates(venue, 3)][-1] == "fill"
+    with pytest.raises(OrderRejected, match=r"insufficient qty available for order \(requested: 10, available: 0\)"):
+        venue.submit(OrderRequest("x1", "AAPL", "sell", 10))
+    venue.cancel(entry.legs[0].id)
+    assert next_updates(venue, 1)[0].event == "canceled"
+    assert venue.submit(OrderRequest("x2", "AAPL", "sell", 10)).status in ("new", "accepted", "pending_new")
