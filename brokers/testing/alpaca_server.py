@@ -8,8 +8,9 @@ documented API:
   used before is refused with 422 "client_order_id must be unique"; a buy beyond the cash with 403
   "insufficient buying power"; ``order_class`` bracket, oto and oco, an oco checked as Alpaca does
   (:meth:`AlpacaTestServer._oco_problem`); an oco, and any sell of a long position, refused beyond the
-  shares not held by other open orders with 403 "insufficient qty available for order"; the list takes Alpaca's ``status``, ``after``, ``until``,
-  ``direction``, ``nested`` and ``limit``), ``/v2/positions``, ``/v2/stocks/bars`` (paginated);
+  shares not held by other open orders with 403 "insufficient qty available for order"; the list takes
+  Alpaca's ``status``, ``after``, ``until``, ``direction``, ``nested`` and ``limit``), ``/v2/positions``,
+  ``/v2/stocks/bars`` (paginated);
 - websockets (``websockets``): the trading stream ``/stream`` (JSON: authenticate, listen,
   ``trade_updates`` events ``new``, ``partial_fill``, ``fill``, ``canceled``, ``expired``,
   ``rejected``, ``replaced``) and the market data stream ``/v2/iex`` (msgpack: connected,
@@ -231,9 +232,10 @@ class AlpacaTestServer:
         oco = body.get("order_class") == "oco"
         if body["side"] == "buy" and not oco and qty * last.close > self.engine.cash:
             return 403, {"code": 40310000, "message": "insufficient buying power"}
-        if body["side"] == "sell" and not oco and self.engine.position(symbol).size > 0:
+        held = self.engine.position(symbol).size
+        if body["side"] == "sell" and not oco and held > 0:
             # Alpaca holds a position's shares for its open exits (an oco's: the engine checks)
-            available = self.engine.position(symbol).size - self.engine.held_qty(symbol, "sell")
+            available = held - self.engine.held_qty(symbol, "sell")
             if qty > available:
                 return 403, {"code": 40310000, "message": f"insufficient qty available for order (requested: "
                                                           f"{qty:g}, available: {max(available, 0.0):g})"}
