@@ -44,6 +44,7 @@ import queue
 import signal
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 from brokers.accounting import account_fill, portfolio_value, stock_commission
 from brokers.venue import (DuplicateClientOrderId, Leg, NotCancelable, OrderRejected, OrderRequest, TradeUpdate,
@@ -130,6 +131,7 @@ class LiveBroker(bt.BrokerBase):
         self.unsent_at_start: list[str] = []
         self._families: dict[int, list] = {}
         self._outbox: list[list] = []
+        self._deferred: list[Callable[[], None]] = []  # see defer()
         self._parked: list[list] = []  # exits waiting for the cancel of the orders holding their shares
         self._canceling: dict[str, set[str]] = {}  # symbol -> ids of orders asked to cancel, not yet done
         self._journal_ids: set[str] = set()
@@ -360,26 +362,40 @@ class LiveBroker(bt.BrokerBase):
             order.created.price = view.stop_price
 
     # ---- sending ---------------------------------------------------------------------------
+    def defer(self, work: Callable[[], None]) -> None:
+        """Work of the strategy's bar that can wait until the bar's orders are sent (a record, not a
+        decision: its predictions' journal rows): done at the end of the next :meth:`flush`."""
+        self._deferred.append(work)
+
     def flush(self) -> None:
         """Send the orders the strategy transmitted during its ``next`` (after taking in the venue's
-        answers to its cancels: an exit waits until the orders holding its shares are canceled)."""
-        if not self._outbox:
+        answers to its cancels: an exit waits until the orders holding its shares are canceled); then
+        the deferred work, in the same journal transaction."""
+        if not self._outbox and not self._deferred:
             return
         outbox, self._outbox = self._outbox, []
+        deferred, self._deferred = self._deferred, []
         with self.journal.batch():
-            self._take_updates()
-            held = []
-            for family in outbox:  # in the strategy's order, except exits waiting for cancels: after
-                if self._held_by_cancels(family[0]):
-                    held.append(family)
-                else:
-                    self._send(family)
-            for family in held:
-                self._await_cancels(family[0])
-                if self._held_by_cancels(family[0]):
-                    self._parked.append(family)
-                else:
-                    self._send(family)
+            self._send_outbox(outbox)
+            for work in deferred:
+                work()
+
+    def _send_outbox(self, outbox: list) -> None:
+        if not outbox:
+            return
+        self._take_updates()
+        held = []
+        for family in outbox:  # in the strategy's order, except exits waiting for cancels: after
+            if self._held_by_cancels(family[0]):
+                held.append(family)
+            else:
+                self._send(family)
+        for family in held:
+            self._await_cancels(family[0])
+            if self._held_by_cancels(family[0]):
+                self._parked.append(family)
+            else:
+                self._send(family)
 
     def _await_cancels(self, entry) -> None:
         """Take trade updates until the cancels holding ``entry``'s shares are answered (a venue answers

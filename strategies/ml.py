@@ -114,7 +114,9 @@ class MLStrategy(PortfolioStrategy):
         self.predictions = self.signals.current()
         journal = getattr(self.broker, "journal", None)
         if journal is not None and self.predictions is not None:
-            self._journal_predictions(journal)
+            # live: a record, not a decision; written once the bar's orders are sent (1-2 ms sooner)
+            self.broker.defer(lambda p=self.predictions, when=self.datetime.datetime(0):
+                              self._journal_predictions(journal, p, when))
         super().next()
 
     def _load_live_model(self) -> None:
@@ -126,12 +128,12 @@ class MLStrategy(PortfolioStrategy):
         self.signals.use_model(predictor, self.live_model)
         log.info("trading registry model %s", self.live_model)
 
-    def _journal_predictions(self, journal) -> None:
-        """Live: each prediction of this bar, with the model's id, into the journal."""
-        p, when = self.predictions, self.datetime.datetime(0)
+    def _journal_predictions(self, journal, p, when) -> None:
+        """Live: the bar's predictions ``p``, each with the model's id, into the journal."""
         model_id = self.signals.model_id or f"walk-forward@{self.signals.walk.predictor.fitted_at}"
         journal.record_predictions(when, model_id, [(self.features.datas[j]._name, {
-            "confidence": float(p.confidence[i]), "expected_return": self.expected_return(i),
+            "confidence": float(p.confidence[i]),
+            "expected_return": float(np.expm1(p.expected_return[i, self.decision])),  # as expected_return(i)
             "stop_distance": float(p.stop_distance[i]), "regime": int(p.regime[i]),
             "upper": float(p.upper[i, self.decision]), "lower": float(p.lower[i, self.decision])})
             for i, j in enumerate(p.symbols)])

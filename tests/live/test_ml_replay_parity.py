@@ -45,3 +45,13 @@ def test_ml_replay_orders_equal_the_backtests_with_replaced_exit_pairs(tmp_path)
     assert len(targets) >= 20 and {"completed", "canceled"} <= set(targets["status"])
     assert {"completed", "canceled"} <= set(replaced.loc[replaced["reason"] == "stop", "status"])
     assert (backtest["reason"] == "reduce").any()  # halved: a sell beside the new pair, for the other half
+    # live, a bar's predictions are journaled once its orders are sent (off the path from bar to order)
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(f"sqlite:///{rp_dir / 'journal.sqlite'}")
+    with engine.connect() as conn:
+        sent = dict(conn.execute(text("select bar_datetime, max(created_at) from orders group by 1")).all())
+        recorded = dict(conn.execute(text("select bar_datetime, min(recorded_at) from predictions group by 1")).all())
+    engine.dispose()
+    both = set(sent) & set(recorded)
+    assert len(both) > 50 and all(recorded[bar] >= sent[bar] for bar in both)
