@@ -66,6 +66,16 @@ def test_a_warmup_shorter_than_the_features_need_is_refused_before_connecting(ke
     assert needed >= 302 and who.startswith("the feature ")  # the longest feature warm-up (rsi_30 today)
 
 
+def test_an_ml_warmup_too_short_for_its_own_training_is_refused_in_one_line(keys, capsys):
+    """Without --model, ``ml`` trains before its first prediction (tests/live/test_warmup_check.py):
+    the default warm-up is refused before connecting, naming both ways out."""
+    assert run.main(["live", "--config", str(keys), "--strategy", "ml"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "Traceback" not in "\n".join(err) and "unreachable" not in "\n".join(err)
+    assert err[-1].startswith("error: live.warmup_bars = 320 is too short: the strategy ml (training its own model")
+    assert err[-1].endswith("or trade a registry model with --model NAME (trained with `python run.py train --out "
+                            "models/registry/NAME`)")
+
 def test_the_default_warmup_covers_every_feature_and_strategy():
     """... except the ML strategies' own first training (tests/live/test_warmup_check.py)."""
     cfg = load_config()

@@ -6,8 +6,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import run
-from brokers.secrets import KEY_VAR, SECRET_VAR
 from common.errors import UserError
 from config import load_config
 from engine.live import check_warmup_bars, warmup_needed
@@ -57,23 +55,3 @@ def test_an_ml_strategy_without_a_model_needs_its_first_training_in_the_warmup(n
         check_warmup_bars(load_config(overrides={"backtest.strategy": name, "live.warmup_bars": needed - 1}),
                           strategy)
 
-
-def test_run_live_refuses_it_in_one_line_before_connecting(monkeypatch, tmp_path, capsys):
-    monkeypatch.setenv(KEY_VAR, "PKWARMUPTEST01")
-    monkeypatch.setenv(SECRET_VAR, "warmup-test-secret")
-    monkeypatch.chdir(tmp_path)
-    config = tmp_path / "live.toml"
-    config.write_text(f"""
-[live]
-symbols = ["AAPL"]
-trading_url = "http://127.0.0.1:9"
-data_url = "http://127.0.0.1:9"
-retry_attempts = 1
-state_dir = "{tmp_path / 'state'}"
-""")
-    assert run.main(["live", "--config", str(config), "--strategy", "ml"]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert "Traceback" not in "\n".join(err) and "unreachable" not in "\n".join(err)
-    assert err[-1].startswith("error: live.warmup_bars = 320 is too short: the strategy ml (training its own model")
-    assert err[-1].endswith("or trade a registry model with --model NAME (trained with `python run.py train --out "
-                            "models/registry/NAME`)")
