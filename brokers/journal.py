@@ -5,6 +5,8 @@ SQLAlchemy 2 Core over SQLite by default (one file, WAL mode, one commit per eve
 loses nothing it wrote); any SQLAlchemy URL selects another database (``postgresql+psycopg://...``).
 Datetimes are naive exchange time like the bars; ``*_at`` wall-clock stamps are UTC.
 
+``events``: what an operator must find later, such as a halt of new entries with its reason.
+
 Order statuses: ``intent`` (written, maybe not sent), then the venue's (``new``, ``held``,
 ``partially_filled``, ``filled``, ``canceled``, ``expired``, ``rejected``, ``replaced`` ...), or
 ``abandoned`` (an intent a restart found unsent and the strategy did not decide again).
@@ -109,6 +111,14 @@ STRATEGY_STATE = Table(
     Column("updated_at", DateTime, nullable=False),
 )
 
+EVENTS = Table(
+    "events", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", DateTime, nullable=False),  # UTC
+    Column("kind", String(32), nullable=False, index=True),  # halt | resume | book_corrected | positions_adopted
+    Column("message", String(2000), nullable=False),
+)
+
 META = Table(
     "meta", metadata,
     Column("key", String(64), primary_key=True),
@@ -180,6 +190,20 @@ class OrderRow:
         return self.status in OPEN_STATUSES
 
 
+def _create_tables(engine) -> None:
+    """The journal's tables, where missing. Two processes opening a new journal at once (a live
+    process and a reader) can both see a table missing; the second to create it is told it exists,
+    and a second look finds it there."""
+    from sqlalchemy.exc import OperationalError, ProgrammingError
+
+    try:
+        metadata.create_all(engine)
+    except (OperationalError, ProgrammingError) as exc:
+        if "already exists" not in str(exc):
+            raise
+        metadata.create_all(engine)
+
+
 def sqlite_url(path) -> str:
     return f"sqlite:///{Path(path).resolve()}"
 
@@ -214,7 +238,7 @@ class Journal:
                     if manual_checkpoints:
                         cursor.execute("PRAGMA wal_autocheckpoint=0")
                     cursor.close()
-            metadata.create_all(self.engine)
+            _create_tables(self.engine)
         except (SQLAlchemyError, OSError, ModuleNotFoundError) as exc:
             raise UserError(f"journal {self._safe_url()}: cannot open ({type(exc).__name__}: "
                             f"{str(exc).splitlines()[0]})") from None
@@ -371,6 +395,19 @@ class Journal:
     def table(self, name: str) -> list[dict]:
         with self._reading() as conn:
             return [dict(r) for r in conn.execute(select(metadata.tables[name])).mappings()]
+
+    # ---- events --------------------------------------------------------------------------------
+    def record_event(self, kind: str, message: str) -> None:
+        """Something an operator must be able to find later (a halt of new entries and why, its end, a
+        correction of the book), committed with the write it comes with."""
+        self._write((insert(EVENTS), {"at": _utcnow(), "kind": kind, "message": message[:2000]}),)
+
+    def events(self, kind: str | None = None) -> list[dict]:
+        query = select(EVENTS).order_by(EVENTS.c.id)
+        if kind is not None:
+            query = query.where(EVENTS.c.kind == kind)
+        with self._reading() as conn:
+            return [dict(r) for r in conn.execute(query).mappings()]
 
     # ---- strategy state and settings ---------------------------------------------------------
     def save_state(self, name: str, bar_datetime: dt.datetime, state: dict) -> None:

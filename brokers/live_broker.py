@@ -22,17 +22,24 @@ replay):
 - **updates -> notifications**: the venue's trade updates become Backtrader's Accepted, Partial,
   Completed, Canceled, Expired, Rejected (Margin when the venue reports insufficient buying power)
   notifications, with fills accounted exactly as BackBroker does (``brokers.accounting``);
-- **restart**: on start, cash and positions come from the venue, the journal's open orders are matched
-  with the venue's by client order id, and venue orders the journal does not know are adopted; a
-  restored strategy reclaims its orders by id (:meth:`claim`) and hears what happened while it was down;
+- **restart**: on start, one consistent view of the venue (cash and positions read before and after its
+  orders, again until they agree) becomes the book; the journal's open orders, a filled entry's open
+  legs included, are matched with the venue's, and each fill the journal lacks is recorded once (at
+  the venue's time); venue orders the journal does not know are adopted; trade updates that came
+  meanwhile are applied after, a fill already in the view recognised by its order's filled quantity.
+  The venue's positions must be what the journal's fills explain, else new entries halt
+  (:meth:`_check_book`). A restored strategy reclaims its orders by id (:meth:`claim`), exits in
+  flight too, and hears what happened while it was down, at the times it happened;
+- **long-only**: a sell beyond the long position held is refused for a ``long_only`` strategy;
 - **rejections** are logged with the venue's reason and reach the strategy; nothing is retried blindly.
 
 ``entry_gate``: a callable returning a reason (str) while new entries must not be sent (the stale-data
 watchdog); exits are always sent.
 
 Test hook: the environment variable ``LIVE_TEST_CRASH_AT=<point>:<n>`` kills the process (SIGKILL) the
-n-th time it reaches ``after_intent`` (journal written, order not sent) or ``after_submit`` (sent, the
-journal not yet updated). The kill-and-restart tests use it; it does nothing when unset.
+n-th time it reaches ``after_intent`` (journal written, order not sent), ``after_submit`` (sent, the
+journal not yet updated) or ``reconcile`` (a read of the venue at start). The kill-and-restart tests
+use it; it does nothing when unset.
 """
 from __future__ import annotations
 
@@ -63,6 +70,8 @@ TRAILING_TARGET_DROPPED = ("Alpaca's OCO orders take no trailing stop: the take-
 # subtracted from the earliest submission time a sync's closed-orders list must cover (see
 # LiveBroker._closed_listing_start): more than any rounding of a venue's timestamp
 CLOSED_LIST_MARGIN = dt.timedelta(seconds=1)
+RECONCILE_READS = 5  # reads of the venue a restart makes at most for one consistent view
+BASELINE_KEY = "positions_baseline"  # journal meta: the positions the account held when the journal began
 
 
 @dataclass
@@ -86,6 +95,7 @@ class Tracked:
     reason: str | None = None  # the venue's words for a rejection
     cancel_requested: bool = False
     submitted_at: dt.datetime | None = None  # the venue's submission time (where its order lists sort)
+    filled_at: dt.datetime | None = None  # the venue's time of its last fill
     synced: int = 0  # the last periodic sync that read it from the venue (0: none)
 
     @property
@@ -108,10 +118,12 @@ class LiveBroker(bt.BrokerBase):
         ("commission_bps", 0.0),
         ("sync_seconds", None),  # poll the venue this often (None: only at start)
         ("sync_order_lookups", None),  # a sync asks about at most this many orders one by one (None: all)
+        ("sync_recheck_seconds", 1.0),  # the next sync comes this soon after one that saw a difference
         ("entry_gate", None),
         ("order_id_prefix", ""),  # for orders the strategy did not tag with a client order id
         ("cancel_wait_seconds", 0.0),  # an exit waits this long, at most, for its shares' cancels
         ("bar_waiting", None),  # callable: True while a bar waits to be processed (a sync pauses for it)
+        ("on_reconciled", None),  # called once the start's reconciliation is done (the bar stream subscribes)
     )
 
     def __init__(self):
@@ -145,6 +157,7 @@ class LiveBroker(bt.BrokerBase):
         self._last_sync = time.monotonic()
         self._syncs = 0  # periodic syncs started
         self._sync_in_progress = None  # the steps of a sync paused for a bar (see _sync_steps)
+        self.halted: dict[str, str] = {}  # why new entries are held back (see halt), by cause
         self._crash = _crash_plan(os.environ.get(CRASH_ENV, ""))
 
     # ---- life cycle ----------------------------------------------------------------------------
@@ -155,46 +168,134 @@ class LiveBroker(bt.BrokerBase):
         for data in self.cerebro.datas:  # BackBroker sums position values in this order
             self.positions[data]
         self.reconcile()
+        if self.p.on_reconciled is not None:
+            self.p.on_reconciled()
 
     def stop(self):
         self.flush()
 
+    def in_flight(self) -> list[str]:
+        """Client ids of the orders the strategy placed whose end it has not heard of: still working
+        at the venue, or final with the notification waiting for the next bar."""
+        waiting = {order.ref for order in self.notifs}
+        return [cid for cid, rec in self.tracked.items()
+                if rec.order is not None and (rec.order.alive() or rec.order.ref in waiting)]
+
     def reconcile(self) -> None:
-        """Take cash and positions from the venue; match the journal's open orders with the venue's by
-        client order id; adopt the venue's orders the journal does not know."""
-        account = self.venue.account()
+        """Take one consistent view of the venue and make it the book (see :meth:`_read_venue`): cash
+        and positions from the venue; the journal's open orders (a filled entry's open legs too) matched
+        with the venue's by client order id, their fills recorded once each; the venue's open orders the
+        journal does not know adopted. Trade updates that arrived meanwhile wait in the venue's queue
+        and are applied after this (a fill already in the view is recognised by its order's filled
+        quantity and not booked again). Then :meth:`_check_book`."""
+        rows = self.journal.orders()
+        self._journal_ids = {row.client_order_id for row in rows}
+        families = _open_families(rows)
+        account, held, views, listed = self._read_venue(families)
         self.cash = self.startingcash = account.cash
-        for symbol, held in self.venue.positions().items():
+        for symbol, position in held.items():
             data = self.data_by_symbol.get(symbol)
             if data is None:
-                self.foreign_positions[symbol] = held
+                self.foreign_positions[symbol] = position
                 log.warning("the account holds %g %s, a symbol this strategy does not trade: kept, not managed",
-                            held.qty, symbol)
+                            position.qty, symbol)
             else:
-                self.positions[data] = bt.Position(_whole(held.qty), held.avg_entry_price)
-                log.info("adopted position %s %g @ %.4f", symbol, held.qty, held.avg_entry_price)
-        self._journal_ids = {row.client_order_id for row in self.journal.orders()}
-        for row in self.journal.orders(open_only=True):
-            if row.parent_client_order_id is not None:
-                continue  # a leg: resolved with its entry
-            view = self.venue.order_by_client_id(row.client_order_id)
-            if view is None:
-                if row.status == "intent":
-                    self._track_unsent(row)
-                else:
-                    log.warning("order %s (%s in the journal) is unknown to the broker: marked rejected",
-                                row.client_order_id, row.status)
-                    self._journal_status(row.client_order_id, "rejected", "unknown to the broker on restart")
-                continue
-            log.info("order %s reached the broker before the restart: adopted (%s)", row.client_order_id,
-                     view.status)
-            self._track_view(view, row, already_booked=True)
-        for view in self.venue.open_orders():
-            if view.client_order_id not in self.tracked:
+                self.positions[data] = bt.Position(_whole(position.qty), position.avg_entry_price)
+                log.info("adopted position %s %g @ %.4f", symbol, position.qty, position.avg_entry_price)
+        for root, members in families.values():
+            view = views[root.client_order_id]
+            if view is not None:
+                log.info("order %s reached the broker before the restart: adopted (%s)", root.client_order_id,
+                         view.status)
+                self._track_view(view, root, members)
+            elif root.status == "intent":
+                self._track_unsent(root, members)
+            else:
+                log.warning("order %s (%s in the journal) is unknown to the broker: marked rejected",
+                            root.client_order_id, root.status)
+                for row in [root, *members]:
+                    if row.open:
+                        self._journal_status(row.client_order_id, "rejected", "unknown to the broker on restart")
+        for view in listed:
+            if view.client_order_id not in self.tracked and view.id not in self.by_venue_id:
                 log.warning("adopting %s order %s (%s %g %s) not in the journal", view.status,
                             view.client_order_id, view.side, view.qty, view.symbol)
                 self._adopt(view, already_booked=True)
         self._value = self._compute_value()
+        self._check_book(held)
+
+    def _read_venue(self, families: dict) -> tuple:
+        """(account, positions, {root client id: venue order or None}, open orders) as one consistent
+        view: the account and positions are read before and after the orders, and the whole read again
+        while they differ (a fill happened in between: the orders read may hold it and the positions not,
+        or the reverse). After ``RECONCILE_READS`` reads that never agree, the last one is taken and new
+        entries are halted until a sync finds the book and the venue agree."""
+        before = self._account_view()
+        for attempt in range(1, RECONCILE_READS + 1):
+            self._crash_point("reconcile")
+            views = {cid: self._venue_order(root, members) for cid, (root, members) in families.items()}
+            listed = self.venue.open_orders()
+            after = self._account_view()
+            if _same_account(before, after):
+                break
+            log.info("reconcile: the broker's cash or positions changed while its orders were read (a fill): "
+                     "reading again (%d of %d)", attempt, RECONCILE_READS)
+            before = after
+        else:
+            self.halt("reconcile", f"the broker's cash and positions kept changing over {RECONCILE_READS} reads "
+                                   f"of its orders: no consistent view to start from")
+        return (*after, views, listed)
+
+    def _account_view(self) -> tuple:
+        return self.venue.account(), self.venue.positions()
+
+    def _venue_order(self, root, members) -> VenueOrder | None:
+        """The venue's order for a journal family, legs nested (by the venue's id when the journal has it)."""
+        if root.venue_order_id is not None:
+            view = self.venue.get_order(root.venue_order_id)
+            if view is not None:
+                return view
+        view = self.venue.order_by_client_id(root.client_order_id)
+        if view is not None and members and not view.legs:  # a listing without its legs
+            view = self.venue.get_order(view.id) or view
+        return view
+
+    def _check_book(self, held: dict) -> None:
+        """The venue's positions must be what the journal explains: the positions the account held when
+        this journal started (its baseline) plus every fill recorded since. A difference is a trade this
+        deployment does not know of, or a fill lost or booked twice: new entries halt (exits still go
+        out) until the positions are adopted (``python run.py live --adopt-positions``)."""
+        fills = self.journal.fills()
+        if self.journal.get_meta(BASELINE_KEY) is None:
+            # a new journal (or one from before baselines were kept): what the account holds now is right
+            adopt_venue_positions(self.venue, self.journal, held=held, quiet=not fills)
+        expected = collections.defaultdict(float, self.journal.get_meta(BASELINE_KEY))
+        for fill in fills:
+            expected[fill["symbol"]] += fill["qty"] if fill["side"] == "buy" else -fill["qty"]
+        differences = {}
+        for symbol in self.data_by_symbol:
+            there = held[symbol].qty if symbol in held else 0.0
+            if abs(expected[symbol] - there) > _EPS:
+                differences[symbol] = (expected[symbol], there)
+        if differences:
+            words = ", ".join(f"{symbol} {there:g} at the broker, {here:g} by the journal"
+                              for symbol, (here, there) in sorted(differences.items()))
+            self.halt("positions", f"the broker's positions differ from what the journal's fills explain ({words}): "
+                                   f"new entries halted; if the broker is right (a trade made outside this "
+                                   f"deployment), restart with --adopt-positions")
+
+    def halt(self, key: str, reason: str) -> None:
+        """Hold back new entries (exits still go out) for ``reason``; logged and journaled once."""
+        if self.halted.get(key) == reason:
+            return
+        self.halted[key] = reason
+        log.error("new entries halted: %s", reason)
+        self.journal.record_event("halt", reason)
+
+    def resume(self, key: str, why: str) -> None:
+        if self.halted.pop(key, None) is not None:
+            log.warning("new entries resume: %s", why)
+            self.journal.record_event("resume", why)
 
     # ---- Backtrader's broker interface ---------------------------------------------------------
     def getcash(self):
@@ -332,7 +433,11 @@ class LiveBroker(bt.BrokerBase):
         """Start a sync when one is due, or go on with one a bar paused: a bar that arrives while the
         sync waits for the venue is handled after that one request, not after the whole sync."""
         if self._sync_in_progress is None:
-            if self.p.sync_seconds is None or time.monotonic() - self._last_sync < self.p.sync_seconds:
+            if self.p.sync_seconds is None:
+                return
+            # a difference between the book and the venue is looked at again soon, not a whole interval later
+            every = min(self.p.sync_seconds, self.p.sync_recheck_seconds) if self._differences else self.p.sync_seconds
+            if time.monotonic() - self._last_sync < every:
                 return
             self._sync_in_progress = self._sync_steps()
         for _ in self._sync_in_progress:
@@ -486,7 +591,9 @@ class LiveBroker(bt.BrokerBase):
 
     def _held_back(self, entry, cid: str) -> str | None:
         """Why a family is journaled and refused rather than sent: a take-profit dropped from its pair
-        (logged once per reason), or, for an entry, the entry gate's reason."""
+        (logged once per reason); a long-only strategy's sell of more than the long position held (the
+        book is the broker's, reconciled at start); or, for an entry, a halt (:meth:`halt`) or the
+        entry gate's reason."""
         dropped = entry.info.get("_dropped")
         if dropped:
             if dropped not in self._logged_refusals:
@@ -495,8 +602,14 @@ class LiveBroker(bt.BrokerBase):
             else:
                 log.debug("take-profit %s not sent: %s", cid, dropped)
             return dropped
-        if self.p.entry_gate is not None and self._opens_position(entry):
-            reason = self.p.entry_gate()
+        held = self.positions[entry.data].size
+        if entry.issell() and getattr(entry.owner, "long_only", False) and abs(entry.created.size) > held + _EPS:
+            reason = (f"a sell of {abs(entry.created.size):g} {entry.data._name} with {held:g} held would leave a "
+                      f"long-only strategy short")
+            log.error("order %s not sent: %s", cid, reason)
+            return reason
+        if self._opens_position(entry):
+            reason = next(iter(self.halted.values()), None) or (self.p.entry_gate() if self.p.entry_gate else None)
             if reason:
                 log.warning("entry %s not sent: %s", cid, reason)
                 return reason
@@ -612,8 +725,8 @@ class LiveBroker(bt.BrokerBase):
             if order.status in (order.Created, order.Submitted):
                 order.accept(self)
                 self.notify(order)
-        if rec.venue_filled > rec.notified + _EPS:
-            self._give_fill(rec, _whole(rec.venue_filled - rec.notified), rec.avg_price, None)
+        if rec.venue_filled > rec.notified + _EPS:  # at the venue's time of the fill (a restart's catch-up)
+            self._give_fill(rec, _whole(rec.venue_filled - rec.notified), rec.avg_price, rec.filled_at)
         if rec.status == "filled" and order.alive():
             order.completed()
             self.notify(order)
@@ -638,6 +751,7 @@ class LiveBroker(bt.BrokerBase):
         self._fills_since_sync = True
         book_qty = _whole(max(0.0, cumulative - max(rec.venue_filled, rec.accounted)))
         rec.venue_filled = cumulative
+        rec.filled_at = when
         rec.filled_value += new_qty * price
         rec.accounted = max(rec.accounted, cumulative)
         data = self.data_by_symbol.get(rec.symbol)
@@ -698,14 +812,16 @@ class LiveBroker(bt.BrokerBase):
         rec = self.tracked.get(client_order_id)
         row = self.journal.order(client_order_id)
         if rec is None and row is not None and row.venue_order_id is not None:
-            # final before the restart (filled, canceled...): in the adopted positions already
+            # final before the restart (filled, canceled...), so not reconciled: in the positions already
+            fills = self.journal.fills(client_order_id)
             rec = Tracked(client_order_id, row.symbol, row.side, _whole(row.qty), status=row.status,
                           venue_id=row.venue_order_id, parent=row.parent_client_order_id, leg=row.leg,
                           venue_filled=row.filled_qty, accounted=row.filled_qty,
                           filled_value=row.filled_qty * (row.filled_avg_price or 0.0), info=row.info,
-                          reason=row.status_reason)
+                          reason=row.status_reason,
+                          filled_at=max((f["filled_datetime"] for f in fills), default=None))
             self.tracked[client_order_id] = rec
-            self.by_venue_id[rec.venue_id] = rec
+            self.by_venue_id.setdefault(rec.venue_id, rec)
         if rec is None or rec.status == "intent":
             return None
         if rec.order is not None:
@@ -745,29 +861,38 @@ class LiveBroker(bt.BrokerBase):
         self.unsent_at_start = []
         return abandoned
 
-    def _track_unsent(self, row) -> None:
-        for r in [row, *self.journal.legs_of(row.client_order_id)]:
-            self.tracked[r.client_order_id] = Tracked(r.client_order_id, r.symbol, r.side, r.qty, status="intent",
-                                                      parent=r.parent_client_order_id, leg=r.leg, info=r.info)
-        self.unsent_at_start.append(row.client_order_id)
+    def _track_unsent(self, root, members) -> None:
+        for row in [root, *members]:
+            self.tracked[row.client_order_id] = Tracked(row.client_order_id, row.symbol, row.side, row.qty,
+                                                        status="intent", parent=row.parent_client_order_id,
+                                                        leg=row.leg, info=row.info)
+        self.unsent_at_start.append(root.client_order_id)
 
-    def _track_view(self, view: VenueOrder, row, *, already_booked: bool) -> None:
-        rec = Tracked(row.client_order_id, view.symbol, view.side, view.qty, leg=row.leg, info=row.info)
+    def _track_view(self, view: VenueOrder, root, members) -> None:
+        """Follow a journal family the venue knows as the venue shows it, legs by kind; fills the journal
+        lacks are recorded, not booked (they are in the positions read with it)."""
+        rec = Tracked(root.client_order_id, view.symbol, view.side, view.qty, leg=root.leg, info=root.info)
         self.tracked[rec.client_order_id] = rec
         self._see_view(rec, view)
-        self._sync_fills(rec, view, already_booked)
+        self._sync_fills(rec, view, already_booked=True)
         views = _legs_by_kind(view)
-        for leg_row in self.journal.legs_of(row.client_order_id):
-            leg_view = views.get(leg_row.leg)
-            leg_rec = Tracked(leg_row.client_order_id, leg_row.symbol, leg_row.side, leg_row.qty,
-                              parent=row.client_order_id, leg=leg_row.leg, info=leg_row.info)
-            self.tracked[leg_rec.client_order_id] = leg_rec
+        for row in members:
+            leg_view = views.get(row.leg)
+            leg = Tracked(row.client_order_id, row.symbol, row.side, row.qty, parent=root.client_order_id,
+                          leg=row.leg, info=row.info)
+            self.tracked[leg.client_order_id] = leg
             if leg_view is not None:
-                self._see_view(leg_rec, leg_view)
-                self._sync_fills(leg_rec, leg_view, already_booked)
+                self._see_view(leg, leg_view)
+                self._sync_fills(leg, leg_view, already_booked=True)
+                continue
+            if view.final and view.status != "filled":  # the entry's end ended its legs
+                leg.status = view.status
             else:
-                leg_rec.status = view.status if view.final else "held"
-                self._journal_status(leg_rec.client_order_id, leg_rec.status, None)
+                leg.status = "held"
+                if view.status == "filled":
+                    log.warning("the broker shows %s filled without its %s leg %s", root.client_order_id, row.leg,
+                                row.client_order_id)
+            self._journal_status(leg.client_order_id, leg.status, None)
 
     def _adopt(self, view: VenueOrder, *, already_booked: bool) -> Tracked:
         self.journal.adopt(_row_of(view, reason="adopted"))
@@ -777,7 +902,7 @@ class LiveBroker(bt.BrokerBase):
         self._see_view(rec, view)
         self._sync_fills(rec, view, already_booked)
         for leg in view.legs:
-            if leg.client_order_id not in self.tracked:
+            if leg.client_order_id not in self.tracked and leg.id not in self.by_venue_id:
                 self.journal.adopt(_row_of(leg, reason="adopted", parent=view.client_order_id))
                 self._journal_ids.add(leg.client_order_id)
                 leg_rec = Tracked(leg.client_order_id, leg.symbol, leg.side, leg.qty, parent=view.client_order_id,
@@ -806,6 +931,7 @@ class LiveBroker(bt.BrokerBase):
                     position_qty=None)
             rec.venue_filled = rec.accounted = view.filled_qty
             rec.filled_value = view.filled_qty * (price or 0.0)
+            rec.filled_at = self._fill_time(rec, view)
             self.journal.update_order(rec.client_order_id, filled_qty=view.filled_qty, filled_avg_price=price)
         else:
             self._fill(rec, view.filled_qty, price, self._fill_time(rec, view), execution_id=None, position_qty=None)
@@ -914,7 +1040,9 @@ class LiveBroker(bt.BrokerBase):
     def _sync_account(self) -> None:
         """The venue's cash and positions win, but only over a difference seen at two syncs in a row
         with no fill in between: a fill on its way explains a passing difference (and would be counted
-        twice if the snapshot were taken), while a trade made elsewhere, a fee or a dividend stays."""
+        twice if the snapshot were taken), while a trade made elsewhere, a fee or a dividend stays. The
+        second look comes ``sync_recheck_seconds`` after the first. A sync that finds no difference
+        lifts a halt for a restart that found no consistent view."""
         seen, self._differences = self._differences, {}
         account = self.venue.account()
         if abs(account.cash - self.cash) > 0.005:
@@ -927,13 +1055,17 @@ class LiveBroker(bt.BrokerBase):
         for key, (here, there) in self._differences.items():
             if seen.get(key) != (here, there) or self._fills_since_sync:
                 continue
-            log.warning("%s %g here, %g at the broker at two syncs: taking the broker's", key, here, there)
+            log.error("%s %g here, %g at the broker at two syncs: taking the broker's", key, here, there)
+            self.journal.record_event("book_corrected", f"{key} {here:g} in the book, {there:g} at the broker at "
+                                                        f"two syncs: the broker's taken")
             if key == "cash":
                 self.cash = account.cash
             else:
                 self.positions[self.data_by_symbol[key]] = bt.Position(
                     _whole(there), held[key].avg_entry_price if key in held else 0.0)
         self._fills_since_sync = False
+        if not self._differences:
+            self.resume("reconcile", "a sync found the book and the broker in agreement")
 
     # ---- helpers -------------------------------------------------------------------------------
     def _compute_value(self) -> float:
@@ -1059,6 +1191,44 @@ def _crash_plan(text: str) -> list | None:
         return None
     name, _, count = text.partition(":")
     return [name, int(count or 1)]
+
+
+def adopt_venue_positions(venue, journal, *, held: dict | None = None, quiet: bool = False) -> None:
+    """The operator's answer to a positions halt (``run.py live --adopt-positions``), and a new
+    journal's start: the venue's positions (``held``, else read now) are right, so the journal's
+    baseline becomes them less the fills it recorded."""
+    held = venue.positions() if held is None else held
+    baseline = collections.defaultdict(float, {symbol: position.qty for symbol, position in held.items()})
+    for fill in journal.fills():
+        baseline[fill["symbol"]] -= fill["qty"] if fill["side"] == "buy" else -fill["qty"]
+    journal.set_meta(BASELINE_KEY, {s: q for s, q in baseline.items() if abs(q) > _EPS})
+    words = ", ".join(f"{s} {p.qty:g}" for s, p in sorted(held.items())) or "flat"
+    journal.record_event("positions_adopted", f"the broker's positions taken as right: {words}")
+    (log.debug if quiet else log.warning)("the broker's positions taken as right: %s", words)
+
+
+def _open_families(rows) -> dict[str, tuple]:
+    """{root client id: (root row, its legs' rows)} for each journal family (an entry and its legs, or an
+    OCO pair) with an open member: a filled entry's open stop is reconciled with it."""
+    by_id = {row.client_order_id: row for row in rows}
+    legs = collections.defaultdict(list)
+    for row in rows:
+        if row.parent_client_order_id is not None:
+            legs[row.parent_client_order_id].append(row)
+    families = {}
+    for row in rows:
+        if row.open:
+            root = by_id.get(row.parent_client_order_id, row)
+            families.setdefault(root.client_order_id, (root, legs[root.client_order_id]))
+    return families
+
+
+def _same_account(before: tuple, after: tuple) -> bool:
+    """Whether two (account, positions) reads show the same cash and position sizes (equity moves with
+    prices; only a fill, a fee or a transfer moves these)."""
+    (account_a, held_a), (account_b, held_b) = before, after
+    return abs(account_a.cash - account_b.cash) <= 0.005 and \
+        {s: p.qty for s, p in held_a.items()} == {s: p.qty for s, p in held_b.items()}
 
 
 def _whole(qty: float):

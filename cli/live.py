@@ -43,6 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--confirm-live-money", metavar="PHRASE",
                         help=f"the confirmation for --live-money without a prompt: exactly '{CONFIRMATION}'")
     parser.add_argument("--no-plot", action="store_true", help="replay: skip the PNG plots")
+    parser.add_argument("--adopt-positions", action="store_true",
+                        help="live: take the broker's positions as right where they differ from what the journal's "
+                             "fills explain (a trade made outside this deployment), which otherwise halts new entries")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -104,7 +107,7 @@ def _live(args, cfg) -> int:
     journal = Journal(args.journal or cfg.live.journal or sqlite_url(state_dir / "journal.sqlite"),
                       sqlite_synchronous=cfg.live.sqlite_synchronous, manual_checkpoints=True)
     runner = LiveRunner(cfg, strategy_cls=strategy_cls, symbols=symbols, credentials=credentials, paper=paper,
-                        journal=journal, state_dir=state_dir, model=model)
+                        journal=journal, state_dir=state_dir, model=model, adopt_positions=args.adopt_positions)
 
     def stop(signum, _frame):
         log.info("%s: stopping after the current bar", signal.Signals(signum).name)

@@ -350,6 +350,7 @@ class LiveConfig(Section):
     request_timeout_seconds: float = Field(gt=0, description="HTTP timeout of one REST call")
     order_sync_seconds: float = Field(gt=0, description="poll open orders, positions and cash this often (catches updates a dropped stream missed)")
     sync_order_lookups: int = Field(ge=1, description="a sync asks about at most this many orders one by one (those in neither Alpaca's open nor its recently closed list; the rest wait for the next sync): with the 4 list, cash and position requests, at most 4 + this many requests per order_sync_seconds")
+    sync_recheck_seconds: float = Field(gt=0, description="after a sync sees cash or positions differ from the broker's, the next comes this soon (the broker's are taken when the difference is seen twice with no fill in between)")
     cancel_wait_seconds: float = Field(ge=0, description="an exit waits this long at most for the cancel of the orders holding its shares (then it is sent when they are canceled)")
     thread_switch_seconds: float = Field(gt=0, le=1, description="Python's thread switch interval while trading (sys.setswitchinterval; Python's default is 0.005): how long the bar loop keeps the interpreter before a stream or cancel thread can force it out, so their work waits for the loop's next network wait instead of cutting into a bar's decisions")
     commission_bps: float = Field(ge=0, description="commission the broker charges per side, basis points (Alpaca: none on US stocks)")

@@ -6,10 +6,12 @@ metrics and report are the backtest's, from the same code (``engine.backtest``, 
 
 Live, a session is: history bars warm the strategy up (no decisions), then it trades; after each bar
 the strategy's state is saved in the journal (:class:`StateKeeper`): its open-position plans with their
-orders' client ids (:func:`snapshot`), plus ``strategy.export_state()`` when the strategy has one (the
-kill switch, the daily loss limit). On a restart, the state is restored before the first bar after the
-saved one (:func:`restore`), the broker hands back the orders by id, and the latest unprocessed bars,
-if fresh, are decided again: the deterministic client ids make that idempotent.
+orders' client ids, and every other order it has in flight (an exit, a partial sale) (:func:`snapshot`),
+plus ``strategy.export_state()`` when the strategy has one (the kill switch, the daily loss limit). On
+a restart, the broker reconciles with the venue before any bar is released or the bar stream subscribed
+(``LiveBroker.reconcile``); the state is restored before the first bar after the saved one
+(:func:`restore`), the broker hands back the orders by id with what they did meanwhile, and the latest
+unprocessed bars, if fresh, are decided again: the deterministic client ids make that idempotent.
 """
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ import pandas as pd
 
 from analyzers import stats
 from brokers.journal import Journal, sqlite_url
-from brokers.live_broker import LiveBroker, OrderFlush
+from brokers.live_broker import LiveBroker, OrderFlush, adopt_venue_positions
 from common.errors import UserError
 from config import Config
 from engine.backtest import (BacktestResult, add_observers_and_records, collect_records, strategy_metrics,
@@ -52,6 +54,9 @@ def snapshot(strategy) -> dict:
         state["plans"] = [_plan_state(plan) for plan in plans.values()]
         state["stop_levels"] = dict(strategy.stop_levels)
         state["target_levels"] = dict(strategy.target_levels)
+        # exits and partial sales: restored, they tell the strategy of their fills like any order
+        planned = {cid for plan in state["plans"] for cid in (plan["entry_order"], *plan["children"])}
+        state["orders"] = [cid for cid in strategy.broker.in_flight() if cid not in planned]
     if hasattr(strategy, "export_state"):
         state["strategy"] = strategy.export_state()
     return state
@@ -86,6 +91,12 @@ def restore(strategy, state: dict, broker: LiveBroker) -> None:
         if fields["entry_datetime"]:
             restored["entry_datetime"] = dt.datetime.fromisoformat(fields["entry_datetime"])
         strategy.positions_plan[fields["symbol"]] = OpenPosition(**restored)
+    others = [order for order in (broker.claim(cid, strategy) for cid in state.get("orders", [])) if order is not None]
+    for symbol, plan in strategy.positions_plan.items():
+        if plan.exiting and not any(o.data._name == symbol and o.issell() for o in others):
+            # its exit never reached the broker (it waited for a cancel when the process died): decided again
+            log.warning("the exit of %s was not sent before the restart: the strategy decides it again", symbol)
+            plan.exiting = False
     if "stop_levels" in state:
         strategy.stop_levels.update(state["stop_levels"])
         strategy.target_levels.update(state["target_levels"])
@@ -143,8 +154,10 @@ class LiveSession:
             venue.wakeup = clock.wake  # a fill is handled at once, not at the next bar or poll
         self.broker = LiveBroker(venue=venue, journal=journal, commission_bps=commission_bps,
                                  sync_seconds=sync_seconds, sync_order_lookups=cfg.live.sync_order_lookups,
+                                 sync_recheck_seconds=cfg.live.sync_recheck_seconds,
                                  entry_gate=entry_gate, order_id_prefix=order_id_prefix,
-                                 cancel_wait_seconds=cfg.live.cancel_wait_seconds, bar_waiting=clock.bar_waiting)
+                                 cancel_wait_seconds=cfg.live.cancel_wait_seconds, bar_waiting=clock.bar_waiting,
+                                 on_reconciled=clock.go_live)
         self.cerebro.broker = self.broker
         self.cerebro.addstrategy(strategy_cls, cfg=cfg, **(strategy_kwargs or {}))
         # the backtest's observers and recorders (engine.backtest.build_cerebro)
@@ -316,7 +329,8 @@ class LiveRunner:
     """
 
     def __init__(self, cfg: Config, *, strategy_cls, symbols: list[str], credentials, paper: bool,
-                 journal: Journal, state_dir: Path, model: str | None = None, stop_event=None):
+                 journal: Journal, state_dir: Path, model: str | None = None, stop_event=None,
+                 adopt_positions: bool = False):
         import threading
 
         from brokers.alpaca_store import AlpacaStore
@@ -327,6 +341,7 @@ class LiveRunner:
         self.cfg, self.live = cfg, cfg.live
         self.strategy_cls, self.symbols, self.journal, self.state_dir = strategy_cls, symbols, journal, state_dir
         self.model = model
+        self.adopt_positions = adopt_positions
         self.stop_event = stop_event or threading.Event()
         self.calendar = MarketCalendar(self.live.calendar)
         self.store = AlpacaStore(credentials, self.live, paper=paper)
@@ -349,6 +364,8 @@ class LiveRunner:
                  self.live.timeframe, self.journal._safe_url())
         if self.model:
             self.journal.set_meta("model", self.model)
+        if self.adopt_positions:
+            adopt_venue_positions(self.venue, self.journal)
         self.venue.start()
         try:
             while not self.stop_event.is_set():

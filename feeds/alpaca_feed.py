@@ -5,7 +5,10 @@
 - **warm-up**: the history bars of every symbol (Alpaca's bars endpoint, split- and dividend-adjusted)
   from far enough back for ``live.warmup_bars`` bars, released first as history groups, so the
   strategy's indicators at the first live bar are those a backtest on the same bars computes;
-- **live** (``1Min``): bars from ``StockDataStream`` on a background thread; the bars of one minute are
+- **live** (``1Min``): bars from ``StockDataStream`` on a background thread, subscribed only once the
+  broker has reconciled with Alpaca (:meth:`AlpacaBarSource.go_live`: until then the process does not
+  look ready, and no bar can be decided on an unreconciled book), then topped up with the bars that
+  completed since the history was read; the bars of one minute are
   released together once every symbol's has come or ``live.bar_complete_seconds`` after the first
   (Alpaca sends no bar for a minute without trades); a bar for a minute already released is dropped;
   after a gap (a reconnect), the missing minutes are fetched over REST first; alpaca-py reconnects
@@ -56,8 +59,21 @@ class AlpacaBarSource:
         self.history = self.fetch(self.history_start, None)
         log.info("history: %d bars of %d symbols from %s", len(self.history), len(self.symbols),
                  self.history[0].datetime if self.history else "-")
-        if self.stream:
-            self._stream = self.store.bar_stream(self._on_bar, self.symbols, self.cfg.data_feed)
+        self.last_arrival = time.monotonic()
+
+    def go_live(self) -> None:
+        """Subscribe to the bar stream (the broker has reconciled), then fetch the bars that completed
+        since the history was read: the stream sends none from before its subscription. A bar that
+        comes both ways is released once."""
+        if not self.stream or self._stream is not None:
+            return
+        self._stream = self.store.bar_stream(self._on_bar, self.symbols, self.cfg.data_feed)
+        last = self.history[-1].datetime if self.history else None
+        start = self.calendar.to_utc(last + self.interval) if last is not None else self.history_start
+        later = [g for g in self.fetch(start, None) if last is None or g.datetime > last]
+        if later:
+            log.info("%d bar(s) completed since the history was read: fetched", len(later))
+            self.history.extend(later)
         self.last_arrival = time.monotonic()
 
     def stop(self) -> None:
@@ -142,6 +158,8 @@ class AlpacaBarSource:
                 self._ready.notify_all()
 
     def _complete_group(self) -> BarGroup | None:
+        for stamp in [t for t in self._pending if self.last_released is not None and t <= self.last_released]:
+            del self._pending[stamp], self._first_seen[stamp]  # released already, from history
         if not self._pending:
             return None
         first = min(self._pending)

@@ -86,6 +86,12 @@ class BarClock:
         if wake is not None:
             wake()
 
+    def go_live(self) -> None:
+        """The broker has reconciled: a source that streams may subscribe now (``AlpacaBarSource``)."""
+        go_live = getattr(self.source, "go_live", None)
+        if go_live is not None:
+            go_live()
+
     def bar_waiting(self) -> bool:
         """Whether a bar has arrived that the loop has not released yet (work between bars, such as
         the broker's sync with the venue, pauses for it)."""

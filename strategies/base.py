@@ -51,6 +51,7 @@ class PortfolioStrategy(bt.Strategy):
     """
 
     params = (("cfg", None),)
+    long_only = True  # the live broker refuses a sell beyond the long position held
 
     @classmethod
     def required_bars(cls, cfg) -> int:
@@ -183,17 +184,18 @@ class PortfolioStrategy(bt.Strategy):
                 levels[symbol] = level
 
     def exit_position(self, d, reason: str):
-        """Close the whole position at the next bar (same fill rule as entries); cancel its stop/target."""
+        """Close the whole (long) position at the next bar (same fill rule as entries); cancel its
+        stop/target. Nothing when none is held: a book that is flat or short has nothing to sell."""
         plan = self.positions_plan.get(d._name)
         size = self.getposition(d).size
-        if plan is None or plan.exiting or size == 0:
+        if plan is None or plan.exiting or size <= 0:
             return None
         plan.exiting = True
         for child in plan.children:
             if child.alive():
                 self.cancel(child)
         order = self.sell(data=d, size=size, exectype=self._entry_exectype)
-        return self._tag(order, d._name, reason)
+        return self._tag(order, d._name, reason, exit=True)
 
     # ---- notifications -----------------------------------------------------------------------
     def notify_order(self, order):
@@ -217,6 +219,9 @@ class PortfolioStrategy(bt.Strategy):
             position = self.getposition(order.data).size
             if position == 0:
                 self._forget(symbol)
+        elif order.status in (order.Canceled, order.Margin, order.Rejected, order.Expired) and plan.exiting \
+                and order.info.get("exit"):
+            plan.exiting = False  # the exit did not happen (refused by the broker): decided again next bar
 
     def _forget(self, symbol: str) -> None:
         self.positions_plan.pop(symbol, None)

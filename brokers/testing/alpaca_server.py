@@ -18,10 +18,12 @@ documented API:
 
 Fills come from ``brokers.simulator.MatchingEngine`` when a test pushes a bar (:meth:`push`). Tests
 script the rest: :meth:`reject_next` (a refusal with a reason), :meth:`split_next_fill` (partial fills),
-:meth:`drop_streams` (a disconnect). :attr:`submissions` lists every client order id POSTed, refused
+:meth:`drop_streams` (a disconnect), :meth:`on_request` (an action at a chosen request, such as killing the
+client process or releasing a bar while it reconciles). :attr:`submissions` lists every client order id POSTed, refused
 duplicates included, with its arrival time in :attr:`submitted_at` (and each bar's departure in
 :attr:`bars_sent_at`: the latency benchmark's clock); :attr:`requests` every REST request as
-(method, path, query), for tests that count them. Times are naive in ``tz`` inside, UTC ISO 8601 on
+(method, path, query), for tests that count them; :attr:`accepted` the client order ids it took;
+:attr:`shorts` every (symbol, qty) a fill left short, for tests of a long-only strategy. Times are naive in ``tz`` inside, UTC ISO 8601 on
 the wire.
 """
 from __future__ import annotations
@@ -70,6 +72,9 @@ class AlpacaTestServer:
         self.submitted_at: list[float] = []  # time.perf_counter() of each POST /v2/orders, as submissions
         self.bars_sent_at: dict[dt.datetime, float] = {}  # time.perf_counter() when a bar went out
         self.requests: list[tuple[str, str, dict]] = []  # (method, path, query) of every REST request
+        self.accepted: list[str] = []  # client order ids of the orders it took, in order
+        self.shorts: list[tuple[str, float]] = []  # (symbol, qty) each time a fill left a position short
+        self._hooks: list[list] = []  # [method, path prefix, when, action, times left] (see on_request)
         self.lock = threading.RLock()
         self._rejects: list[tuple[str | None, str, int]] = []
         self._splits: dict[str, int] = {}
@@ -80,7 +85,7 @@ class AlpacaTestServer:
 
     # ---- life cycle ------------------------------------------------------------------------------
     def start(self) -> "AlpacaTestServer":
-        self.http = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        self.http = _QuietServer(("127.0.0.1", 0), _handler_for(self))
         self.http.daemon_threads = True
         threading.Thread(target=self.http.serve_forever, name="alpaca-test-http", daemon=True).start()
         self.loop = asyncio.new_event_loop()
@@ -135,6 +140,7 @@ class AlpacaTestServer:
             for symbol, bar in bars.items():
                 self.history.setdefault(symbol, []).append(bar)
             updates = self._expand(self.engine.on_bars(when, bars))
+            self._note_shorts()
         self._await(self._send_updates(updates))
         if updates and settle_seconds:
             time.sleep(settle_seconds)
@@ -152,6 +158,30 @@ class AlpacaTestServer:
         fills) arrives as ``parts`` partial fills."""
         with self.lock:
             self._splits[symbol] = parts
+
+    def on_request(self, method: str, path: str, action, *, when: str = "after", times: int = 1) -> None:
+        """Call ``action()`` at the next ``times`` REST requests of ``method`` whose path starts with
+        ``path``: ``when="before"`` the server handles it (an action returning True drops the request
+        unhandled, answered 503: the client's request never reached the broker), or ``"after"`` it was
+        handled, before the answer goes out. Runs on the request's thread."""
+        if when not in ("before", "after"):
+            raise ValueError(f"when must be before or after, not {when!r}")
+        with self.lock:
+            self._hooks.append([method, path, when, action, times])
+
+    def clear_hooks(self) -> None:
+        with self.lock:
+            self._hooks.clear()
+
+    def _run_hooks(self, when: str, method: str, path: str) -> bool:
+        with self.lock:
+            due = []
+            for hook in self._hooks:
+                if hook[0] == method and path.startswith(hook[1]) and hook[2] == when and hook[4] > 0:
+                    hook[4] -= 1
+                    due.append(hook[3])
+            self._hooks = [hook for hook in self._hooks if hook[4] > 0]
+        return any([action() for action in due])
 
     def drop_streams(self) -> None:
         """Close every websocket connection (the clients reconnect)."""
@@ -173,8 +203,19 @@ class AlpacaTestServer:
         self.requests.append((method, path, query))
         if headers.get("APCA-API-KEY-ID") != self.key_id or headers.get("APCA-API-SECRET-KEY") != self.secret_key:
             return 401, {"code": 40110000, "message": "request is not authorized"}
+        if self._hooks and self._run_hooks("before", method, path):
+            return 503, {"code": 50300000, "message": "request dropped by the test"}
         with self.lock:
-            return self._route(method, path, query, body)
+            answer = self._route(method, path, query, body)
+            self._note_shorts()
+        if self._hooks:
+            self._run_hooks("after", method, path)
+        return answer
+
+    def _note_shorts(self) -> None:
+        for symbol, held in self.engine.venue_positions().items():
+            if held.qty < 0 and (symbol, held.qty) not in self.shorts:
+                self.shorts.append((symbol, held.qty))
 
     def _route(self, method, path, query, body):
         parts = [p for p in path.split("/") if p]
@@ -273,6 +314,7 @@ class AlpacaTestServer:
             return 422, {"code": 40010001, "message": "client_order_id must be unique"}
         except OrderRejected as exc:  # an oco beyond the shares available
             return 403, {"code": 40310000, "message": exc.reason}
+        self.accepted.append(cid)
         if symbol in self._splits:
             self._split_orders[order.id] = self._splits.pop(symbol)
         updates = self.engine.take_events()
@@ -559,6 +601,15 @@ class AlpacaTestServer:
 
 def _float(value) -> float | None:
     return None if value in (None, "") else float(value)
+
+
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request, client_address):
+        """A client killed mid-request (the crash tests do that) is expected: no traceback."""
+        import sys
+
+        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            super().handle_error(request, client_address)
 
 
 def _handler_for(server: AlpacaTestServer):

@@ -30,7 +30,7 @@ def restamp(bars: dict[str, list[Bar]], first: dt.datetime, step: dt.timedelta) 
     return [{s: bars[s][i]._replace(datetime=first + i * step) for s in bars} for i in range(n)]
 
 
-def live_config_text(server: AlpacaTestServer, state_dir: Path, *, extra: str = "") -> str:
+def live_config_text(server: AlpacaTestServer, state_dir: Path, *, extra: str = "", strategy_extra: str = "") -> str:
     urls = "\n".join(f'{k} = "{v}"' for k, v in server.urls.items())
     return f"""
 [backtest]
@@ -48,6 +48,7 @@ momentum_bars = 2
 trend_bars = 3
 max_hold_bars = 4
 position_weight = 0.2
+{strategy_extra}
 
 [risk]
 max_position_weight = 0.3
@@ -110,13 +111,14 @@ def now_minute() -> dt.datetime:
 class Deployment:
     """One live deployment against the test server: config, journal, runner threads, bar driving."""
 
-    def __init__(self, server: AlpacaTestServer, tmp: Path, *, extra: str = "", history: int = 40, live: int = 30):
+    def __init__(self, server: AlpacaTestServer, tmp: Path, *, extra: str = "", strategy_extra: str = "",
+                 history: int = 40, live: int = 30):
         import datetime as _dt
 
         self.server, self.tmp = server, tmp
         self.state = tmp / "state"
         self.config_path = tmp / "live.toml"
-        self.config_path.write_text(live_config_text(server, self.state, extra=extra))
+        self.config_path.write_text(live_config_text(server, self.state, extra=extra, strategy_extra=strategy_extra))
         bars = sample_bars(history + live)
         # history ends yesterday; live bars are stamped from tomorrow's midnight, so they are never stale
         # and a backtest can start trading exactly at the first one (``backtest.start`` is a date)

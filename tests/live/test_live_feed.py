@@ -85,3 +85,38 @@ def test_a_minute_is_released_when_every_symbol_has_its_bar_and_waits_meanwhile(
     group = source.next_group(timeout=0.01)
     assert group.datetime == T and sorted(group.bars) == ["A", "B"] and group.bars["B"].close == 1.5
     assert not clock.bar_waiting()
+
+
+def test_bars_stream_only_once_the_broker_reconciled_and_none_is_missed_or_doubled():
+    """``start`` reads the history; the bar stream subscribes at ``go_live`` (after the broker's
+    reconciliation), which also fetches the bars that completed in between. A bar that then also
+    comes over the stream is released once."""
+    cfg = load_config(overrides={"live.timeframe": "1Min", "live.calendar": "24/7",
+                                 "live.bar_complete_seconds": 0.0}).live
+    calendar = MarketCalendar("24/7")
+    store = type("Store", (), {"subscribed": False})()
+
+    def bar_stream(handler, symbols, feed):
+        store.subscribed = True
+        return "stream"
+
+    store.bar_stream = bar_stream
+    source = AlpacaBarSource(store, ["A"], calendar, cfg, history_start=calendar.now(), end=None, stream=True)
+    served = [group_bars({"A": [bar(0), bar(1)]}, live=False)]
+    fetched = []
+
+    def fetch(start, end):
+        fetched.append(start)
+        return served[-1]
+
+    source.fetch = fetch
+    source.start()
+    assert not store.subscribed and [g.datetime for g in source.history] == [T, T + dt.timedelta(minutes=1)]
+    served.append(group_bars({"A": [bar(0), bar(1), bar(2)]}, live=False))  # bar 2 completed while reconciling
+    source.go_live()
+    assert store.subscribed and fetched[1] == calendar.to_utc(T + dt.timedelta(minutes=2))
+    raw = {"S": "A", "t": "2024-01-02T14:32:00Z", "o": 10.0, "h": 10.0, "l": 10.0, "c": 10.0, "v": 1.0}
+    asyncio.run(source._on_bar(raw))  # the same bar, from the stream
+    released = [source.next_group(timeout=0.01) for _ in range(4)]
+    assert [g.datetime for g in released[:3]] == [T + dt.timedelta(minutes=m) for m in range(3)]
+    assert released[3] is None

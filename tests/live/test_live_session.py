@@ -59,6 +59,21 @@ def test_rejection_reaches_the_strategy_with_the_reason_and_is_not_retried(serve
     assert "rejected" in set(orders.loc[orders["symbol"] == "XOM", "status"])
 
 
+def test_a_refused_exit_is_decided_again_at_the_next_bar(server, deployment):
+    """Bar 6's signal exit of JPM is refused by the broker: the plan must not stay ``exiting`` for good
+    (the position would never be exited); the strategy decides the exit again at bar 7."""
+    deployment.start()
+    deployment.push(deployment.live[:6])
+    server.reject_next("insufficient qty available for order", symbol="JPM")
+    deployment.push(deployment.live[6:9])
+    deployment.stop()
+    journal = Journal(sqlite_url(deployment.journal_path))
+    exits = [(o.bar_datetime, o.status) for o in journal.orders() if o.symbol == "JPM" and o.reason == "signal"]
+    bar = [group["JPM"].datetime for group in deployment.live]
+    assert exits[:2] == [(bar[6], "rejected"), (bar[7], "filled")]
+    assert "JPM" not in server.positions()
+
+
 def test_partial_fills_are_journaled_and_complete_the_order(server, deployment):
     deployment.start()
     for symbol in ("AAPL", "JPM", "XOM"):
