@@ -6,7 +6,7 @@ import datetime as dt
 import logging
 from pathlib import Path
 
-from cli.common import add_config_option, add_data_option, config_from_args
+from cli.common import add_config_option, add_data_option, config_from_args, load_data
 from common.errors import UserError
 
 log = logging.getLogger("backtest")
@@ -44,7 +44,7 @@ def new_run_dir(root: str, strategy: str) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     from engine.backtest import run_backtest
-    from feeds.loader import load_universe
+    from feeds.loader import DataQuality
     from reports.writer import write_run
     from strategies import get_strategy
 
@@ -55,13 +55,14 @@ def run(args: argparse.Namespace) -> int:
     })
     strategy_cls = get_strategy(cfg.backtest.strategy)
     warmup = getattr(strategy_cls, "required_bars", lambda c: 1)(cfg)
-    bars = load_universe(cfg.data.paths, drop_missing_prices=cfg.data.drop_missing_prices, min_bars=warmup,
-                         end=cfg.backtest.end)
+    quality = DataQuality()
+    bars = load_data(cfg, min_bars=warmup, end=cfg.backtest.end, quality=quality)
     if cfg.backtest.start is not None and all(f.index[-1].date() < cfg.backtest.start for f in bars.values()):
         raise UserError(f"--start {cfg.backtest.start} is after the last bar of every symbol")
     log.info("%d symbols, %s bars; strategy %s", len(bars), sum(len(f) for f in bars.values()),
              cfg.backtest.strategy)
     result = run_backtest(cfg, bars, strategy_cls=strategy_cls)
+    result.metrics["data_quality"] = quality.to_dict()
     # only now, with a complete result, does anything get written
     out = Path(args.out) if args.out else new_run_dir(cfg.backtest.out_root, cfg.backtest.strategy)
     write_run(out, result, plot=cfg.backtest.plot)

@@ -17,6 +17,16 @@ def add_data_option(parser: argparse.ArgumentParser) -> None:
                              "default: the config's data.paths, the sample universe)")
 
 
+def load_data(cfg: Config, *, min_bars: int = 1, end=None, quality=None) -> dict:
+    """The universe of ``data.paths`` under the config's row policy (``data.invalid_rows``,
+    ``data.drop_missing_prices``); ``quality`` (a ``feeds.loader.DataQuality``) collects what was dropped
+    and skipped."""
+    from feeds.loader import load_universe
+
+    return load_universe(cfg.data.paths, drop_missing_prices=cfg.data.drop_missing_prices,
+                         invalid_rows=cfg.data.invalid_rows, min_bars=min_bars, end=end, quality=quality)
+
+
 def config_from_args(args: argparse.Namespace, overrides: dict[str, Any] | None = None) -> Config:
     """The config file, then command-line options (only those the user gave)."""
     merged = dict(overrides or {})

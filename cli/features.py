@@ -8,7 +8,7 @@ import logging
 
 import numpy as np
 
-from cli.common import add_config_option, add_data_option, config_from_args
+from cli.common import add_config_option, add_data_option, config_from_args, load_data
 
 log = logging.getLogger("features")
 
@@ -26,11 +26,10 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from features.from_config import engine_from_config, output_path
-    from feeds.loader import load_universe
 
     out = output_path(args.out)
     cfg = config_from_args(args)
-    bars = load_universe(cfg.data.paths, drop_missing_prices=cfg.data.drop_missing_prices)
+    bars = load_data(cfg)
     engine = engine_from_config(cfg, list(bars))
     panel = engine.batch(bars, progress=True)
     frame = panel.to_frame()

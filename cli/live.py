@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from cli.backtest import new_run_dir
-from cli.common import add_config_option, add_data_option, config_from_args
+from cli.common import add_config_option, add_data_option, config_from_args, load_data
 from common.errors import UserError
 
 log = logging.getLogger("live")
@@ -62,13 +62,13 @@ def run(args: argparse.Namespace) -> int:
 
 def _replay(args, cfg) -> int:
     from engine.live import run_replay
-    from feeds.loader import load_universe
+    from feeds.loader import DataQuality
     from reports.writer import write_run
     from strategies import get_strategy
 
     strategy_cls = get_strategy(cfg.backtest.strategy)
-    bars = load_universe(cfg.data.paths, drop_missing_prices=cfg.data.drop_missing_prices,
-                         min_bars=strategy_cls.required_bars(cfg), end=cfg.backtest.end)
+    quality = DataQuality()
+    bars = load_data(cfg, min_bars=strategy_cls.required_bars(cfg), end=cfg.backtest.end, quality=quality)
     model = _resolve_model(args.model, cfg, sorted(bars))
     out = Path(args.out) if args.out else new_run_dir(cfg.backtest.out_root, f"replay-{cfg.backtest.strategy}")
     out.mkdir(parents=True, exist_ok=True)
@@ -76,6 +76,7 @@ def _replay(args, cfg) -> int:
              cfg.backtest.strategy, f", model {model}" if model else "")
     result = run_replay(cfg, bars, strategy_cls=strategy_cls, bars_per_second=args.speed, journal_url=args.journal,
                         journal_dir=out, model=model)
+    result.metrics["data_quality"] = quality.to_dict()
     write_run(out, result, plot=cfg.backtest.plot)
     m = result.metrics
     print(f"replay {cfg.backtest.strategy}: total return {m['total_return']:.2%}, {m['n_trades']} trades, "
@@ -133,9 +134,7 @@ def _confirm_live_money(given: str | None) -> None:
 def _symbols(cfg) -> list[str]:
     if cfg.live.symbols:
         return sorted({s.upper() for s in cfg.live.symbols})
-    from feeds.loader import load_universe
-
-    return sorted(load_universe(cfg.data.paths))
+    return sorted(load_data(cfg))
 
 
 def _resolve_model(name: str | None, cfg, symbols: list[str]) -> str | None:

@@ -13,7 +13,7 @@ import logging
 from pathlib import Path
 
 from cli.backtest import _date
-from cli.common import add_config_option, add_data_option, config_from_args
+from cli.common import add_config_option, add_data_option, config_from_args, load_data
 from common.errors import UserError
 
 log = logging.getLogger("train")
@@ -35,7 +35,6 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from features.from_config import engine_from_config
-    from feeds.loader import load_universe
     from models import registry
     from models.dataset import PanelData
     from models.evaluation import evaluate
@@ -46,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     if (out / registry.MANIFEST).exists() and not args.force:
         raise UserError(f"--out {out} holds a model already; give another folder or --force to replace it")
     cfg = config_from_args(args, {"backtest.end": args.end, "backtest.seed": args.seed})
-    bars = load_universe(cfg.data.paths, drop_missing_prices=cfg.data.drop_missing_prices, end=cfg.backtest.end)
+    bars = load_data(cfg, end=cfg.backtest.end)
     symbols = list(bars)
     engine = engine_from_config(cfg, symbols)
     panel = engine.batch(bars, progress=True)

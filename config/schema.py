@@ -33,6 +33,7 @@ class DataConfig(Section):
     paths: list[str] = Field(min_length=1, description="CSV files or folders, one symbol per file")
     sector_map: str | None = Field(description="CSV symbol,sector; empty string for none")
     drop_missing_prices: bool = Field(description="drop rows with a missing price (with a warning) instead of failing")
+    invalid_rows: Literal["error", "drop"] = Field(description="a row with a missing or impossible value (high below low, open or close outside the bar's range, ...): error refuses the file, drop drops the row with a warning naming file, row and problem (counted in metrics.json data_quality)")
     news: str | None = Field(description="CSV timestamp,symbol,headline for sentiment features; empty for none")
     macro: list[str] = Field(description="extra series (VIX, rates, dollar index) as CSV files, used as market features")
 

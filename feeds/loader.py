@@ -44,23 +44,40 @@ column. Row numbers assume one line per row (no line breaks inside quoted fields
 """
 from __future__ import annotations
 
+import collections
 import csv
 import io
 import logging
 import os
 import re
 import warnings
+import dataclasses
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from pandas.tseries.api import guess_datetime_format
 
-from common.errors import DataError
+from common.errors import DataError, TooFewBars
 
 log = logging.getLogger("feeds")
 
 BAR_COLUMNS = ("open", "high", "low", "close", "volume", "openinterest")
+INVALID_ROWS = ("error", "drop")  # data.invalid_rows: refuse a file with an invalid row, or drop the row
+DROP_HINT = 'data.invalid_rows = "drop" drops such rows with a warning'
+_LOGGED_DROPS = 5  # rows dropped per file that are logged one by one (the rest are counted)
+
+
+@dataclasses.dataclass
+class DataQuality:
+    """What loading a universe dropped and skipped (``metrics.json``'s ``data_quality``)."""
+
+    dropped_rows: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)  # symbol -> problem -> rows
+    skipped: dict[str, str] = dataclasses.field(default_factory=dict)  # symbol -> why
+
+    def to_dict(self) -> dict:
+        return {"invalid_rows_dropped": {s: dict(sorted(p.items())) for s, p in sorted(self.dropped_rows.items())},
+                "symbols_skipped": dict(sorted(self.skipped.items()))}
 
 _PRICES = ("open", "high", "low", "close")
 _NUMBER_ALIASES = {
@@ -84,19 +101,26 @@ _STAMP_RANGE = f"{pd.Timestamp.min.ceil('D'):%Y-%m-%d} to {pd.Timestamp.max.floo
 _PARSER_FIELDS = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
 
 
-def load_bars(path, *, drop_missing_prices: bool = False, min_bars: int = 1,
-              start=None, end=None) -> tuple[str, pd.DataFrame]:
+def load_bars(path, *, drop_missing_prices: bool = False, invalid_rows: str = "error", min_bars: int = 1,
+              start=None, end=None, quality: DataQuality | None = None) -> tuple[str, pd.DataFrame]:
     """One file -> (symbol, bars).
 
     bars: tz-naive DatetimeIndex named "datetime" (ascending, unique), float64 columns BAR_COLUMNS.
-    start/end (inclusive; a date without a time includes that whole day) cut the range after
-    validation; min_bars is checked on the cut range.
+    invalid_rows: "error" refuses a file with an invalid row (the message names the row, the problem
+    and this option); "drop" drops each such row with a warning naming the file, the row and the
+    problem (counted per symbol in ``quality``). start/end (inclusive; a date without a time includes
+    that whole day) cut the range after validation; min_bars is checked on the cut range
+    (:class:`TooFewBars`).
     """
+    if invalid_rows not in INVALID_ROWS:
+        raise ValueError(f"invalid_rows must be one of {INVALID_ROWS}, not {invalid_rows!r}")
     path = Path(path)
     text = _read_text(path)
     frame, source, lines = _read_table(path, text)
     symbol = _symbol(path, frame, lines)
-    bars = _validated_bars(path, frame, source, lines, drop_missing_prices)
+    bars, dropped = _validated_bars(path, frame, source, lines, drop_missing_prices, invalid_rows)
+    if dropped and quality is not None:
+        quality.dropped_rows[symbol] = dropped
     bars = _cut(bars, start, end)
     if len(bars) < min_bars:
         if start is not None or end is not None:
@@ -105,7 +129,7 @@ def load_bars(path, *, drop_missing_prices: bool = False, min_bars: int = 1,
             span = f" ({_when(bars.index[0])} to {_when(bars.index[-1])})"
         else:
             span = ""
-        raise DataError(path, f"only {len(bars)} bars{span}, {min_bars} needed for the warm-up")
+        raise TooFewBars(path, f"only {len(bars)} bars{span}, {min_bars} needed for the warm-up", symbol)
     return symbol, bars
 
 
@@ -113,18 +137,32 @@ def _when(stamp: pd.Timestamp) -> str:
     return f"{stamp:%Y-%m-%d}" if stamp == stamp.normalize() else str(stamp)
 
 
-def load_universe(paths, *, drop_missing_prices: bool = False, min_bars: int = 1,
-                  start=None, end=None) -> dict[str, pd.DataFrame]:
-    """Files and/or folders (a folder: its *.csv and *.txt files, sorted) -> {symbol: bars} sorted by symbol."""
+def load_universe(paths, *, drop_missing_prices: bool = False, invalid_rows: str = "error", min_bars: int = 1,
+                  start=None, end=None, quality: DataQuality | None = None) -> dict[str, pd.DataFrame]:
+    """Files and/or folders (a folder: its *.csv and *.txt files, sorted) -> {symbol: bars} sorted by symbol.
+
+    Of several files, one too short for the warm-up (``min_bars``: a recent listing) is skipped with a
+    warning (``quality.skipped``); a single file too short is an error, and so are all of them."""
     universe: dict[str, pd.DataFrame] = {}
     origin: dict[str, Path] = {}
-    for file in _data_files(paths):
-        symbol, bars = load_bars(file, drop_missing_prices=drop_missing_prices, min_bars=min_bars,
-                                 start=start, end=end)
+    files = _data_files(paths)
+    for file in files:
+        try:
+            symbol, bars = load_bars(file, drop_missing_prices=drop_missing_prices, invalid_rows=invalid_rows,
+                                     min_bars=min_bars, start=start, end=end, quality=quality)
+        except TooFewBars as exc:
+            if len(files) == 1:
+                raise
+            log.warning("%s: %s: skipped", file, exc.problem)
+            if quality is not None:
+                quality.skipped[exc.symbol] = exc.problem
+            continue
         if symbol in origin:
             raise DataError(file, f"symbol {symbol} is also in {origin[symbol]}")
         origin[symbol] = file
         universe[symbol] = bars
+    if not universe:
+        raise DataError(files[0].parent, f"none of the {len(files)} files has the {min_bars} bars the warm-up needs")
     return dict(sorted(universe.items()))
 
 
@@ -418,7 +456,8 @@ def _num(value: float) -> str:
 
 
 def _validated_bars(path: Path, frame: pd.DataFrame, source: dict[str, str], lines: _Lines,
-                    drop_missing_prices: bool) -> pd.DataFrame:
+                    drop_missing_prices: bool, invalid_rows: str) -> tuple[pd.DataFrame, dict[str, int]]:
+    """The file's bars, and the rows dropped by problem (``invalid_rows = "drop"``)."""
     raw_stamps, stamps, missing_stamp, bad_stamp, far_stamp = _stamps(frame)
     numeric = [field for field in _NUMBER_ALIASES if field in frame]
     values, bad = {}, {}
@@ -432,29 +471,38 @@ def _validated_bars(path: Path, frame: pd.DataFrame, source: dict[str, str], lin
 
     def outside(field: str, price: np.ndarray):
         return (price < low_bound) | (price > high_bound), lambda at: (
-            f"{field} {_num(price[at])} is outside the bar's range [low {_num(low[at])}, high {_num(high[at])}]")
+            f"{field} {_num(price[at])} is outside the bar's range [low {_num(low[at])}, high {_num(high[at])}]"), \
+            f"{field} outside the range"
 
     # Every check at once, in this order; the earliest offending row wins, then the earlier check.
-    checks = [(missing_stamp, lambda at: "missing date"),
-              (bad_stamp, lambda at: f"impossible or unparseable date {raw_stamps.iloc[at]!r}"),
-              (far_stamp, lambda at: f"date {raw_stamps.iloc[at]!r} is outside the supported range {_STAMP_RANGE}")]
+    # Each: (rows that fail it, the problem at a row, the problem's kind for the counts)
+    checks = [(missing_stamp, lambda at: "missing date", "missing date"),
+              (bad_stamp, lambda at: f"impossible or unparseable date {raw_stamps.iloc[at]!r}", "bad date"),
+              (far_stamp, lambda at: f"date {raw_stamps.iloc[at]!r} is outside the supported range {_STAMP_RANGE}",
+               "bad date")]
     checks += [(bad[field], lambda at, field=field: (
-        f"non-numeric value {str(frame[field].iloc[at]).strip()!r} in column {source[field]}")) for field in numeric]
-    if not drop_missing_prices:
+        f"non-numeric value {str(frame[field].iloc[at]).strip()!r} in column {source[field]}"), "non-numeric value")
+        for field in numeric]
+    if not drop_missing_prices or invalid_rows == "drop":
         checks.append((missing_any, lambda at: "missing value in column(s) " + ", ".join(
-            source[field] for field in required if missing[field][at])))
+            source[field] for field in required if missing[field][at]), "missing value"))
     checks += [(values[field] <= 0, lambda at, field=field: (
-        f"non-positive price {_num(values[field][at])} in column {source[field]}"))
+        f"non-positive price {_num(values[field][at])} in column {source[field]}"), "non-positive price")
         for field in (*_PRICES, "adjclose") if field in values]
-    checks += [(high < low_bound, lambda at: f"high {_num(high[at])} is below low {_num(low[at])}"),
+    checks += [(high < low_bound, lambda at: f"high {_num(high[at])} is below low {_num(low[at])}", "high below low"),
                outside("close", close), outside("open", open_)]
     checks += [(values[field] < 0, lambda at, field=field: (
-        f"negative {field.replace('openinterest', 'open interest')} {_num(values[field][at])}"))
+        f"negative {field.replace('openinterest', 'open interest')} {_num(values[field][at])}"), "negative volume")
         for field in ("volume", "openinterest") if field in values]
-    first_row = [(int(mask.argmax()), order) for order, (mask, _) in enumerate(checks) if mask.any()]
-    if first_row:
-        at, order = min(first_row)
-        raise DataError(path, checks[order][1](at), row=lines[at])
+    failing = [(mask, order) for order, (mask, _, _) in enumerate(checks) if mask.any()]
+    dropped: dict[str, int] = {}
+    if failing and invalid_rows == "drop":
+        drop = _drop_invalid(path, lines, checks, failing, dropped)
+    elif failing:
+        at, order = min((int(mask.argmax()), order) for mask, order in failing)
+        raise DataError(path, checks[order][1](at), row=lines[at], hint=DROP_HINT)
+    else:
+        drop = missing_any  # nothing else failed: only missing values, dropped by drop_missing_prices
 
     if "volume" not in values:
         log.warning("%s: no volume column, volume set to 0", path)
@@ -467,10 +515,11 @@ def _validated_bars(path: Path, frame: pd.DataFrame, source: dict[str, str], lin
         values["volume"] = values["volume"] / ratio
 
     rows = np.arange(len(frame))  # frame position of each bar, for messages
-    if missing_any.any():
-        rows = np.flatnonzero(~missing_any)
-        log.warning("%s: dropped %d rows with a missing price or volume (drop_missing_prices)",
-                    path, len(frame) - len(rows))
+    if drop.any():
+        rows = np.flatnonzero(~drop)
+        if not dropped:
+            log.warning("%s: dropped %d rows with a missing price or volume (drop_missing_prices)",
+                        path, len(frame) - len(rows))
         stamps = stamps[rows]
     backwards = np.flatnonzero(stamps[1:] < stamps[:-1])
     if len(backwards):
@@ -489,7 +538,27 @@ def _validated_bars(path: Path, frame: pd.DataFrame, source: dict[str, str], lin
     sorted_or_dropped = len(rows) != len(frame) or len(backwards)
     for line, field in zip(table, BAR_COLUMNS):
         line[:] = values[field][rows] if sorted_or_dropped else values[field]
-    return pd.DataFrame(table.T, index=pd.DatetimeIndex(stamps, name="datetime"), columns=list(BAR_COLUMNS))
+    return pd.DataFrame(table.T, index=pd.DatetimeIndex(stamps, name="datetime"), columns=list(BAR_COLUMNS)), dropped
+
+
+def _drop_invalid(path: Path, lines: _Lines, checks: list, failing: list, dropped: dict[str, int]) -> np.ndarray:
+    """The rows failing any check (``invalid_rows = "drop"``): the first few logged with their row and
+    problem, all counted in ``dropped`` by the kind of their first problem."""
+    drop = np.logical_or.reduce([mask for mask, _ in failing])
+    first_problem = np.full(len(drop), len(checks))
+    for mask, order in reversed(failing):  # the earlier check wins a row that fails several
+        first_problem[mask] = order
+    kinds = collections.Counter()
+    for n, at in enumerate(np.flatnonzero(drop)):
+        order = int(first_problem[at])
+        kinds[checks[order][2]] += 1
+        if n < _LOGGED_DROPS:
+            log.warning("%s, row %d: %s: row dropped (data.invalid_rows = drop)", path, lines[at], checks[order][1](at))
+    if len(kinds) and sum(kinds.values()) > _LOGGED_DROPS:
+        log.warning("%s: %d invalid rows dropped in all (%s)", path, sum(kinds.values()),
+                    ", ".join(f"{kind} {n}" for kind, n in sorted(kinds.items())))
+    dropped.update(kinds)
+    return drop
 
 
 def _cut(bars: pd.DataFrame, start, end) -> pd.DataFrame:

@@ -94,6 +94,35 @@ def test_bad_input_is_one_clear_line_exit_2_and_nothing_written(case, tmp_path, 
     assert not out.exists()
 
 
+@pytest.mark.slow
+def test_an_untidy_universe_runs_with_invalid_rows_dropped_and_a_recent_listing_skipped(tmp_path, capsys):
+    """A bad row stops the run with a message naming the option; with ``data.invalid_rows = "drop"`` the
+    row is dropped, a file too short for the warm-up skipped, and both counted in metrics.json."""
+    universe = tmp_path / "universe"
+    universe.mkdir()
+    for symbol in ("AAPL", "XOM"):
+        (universe / f"{symbol}_data.csv").write_bytes((ROOT / "data" / "sample" / f"{symbol}_data.csv").read_bytes())
+    lines = (ROOT / "data" / "sample" / "JPM_data.csv").read_text().splitlines(keepends=True)
+    date, open_, high, low, close, volume, name = lines[100].strip().split(",")
+    lines[100] = ",".join([date, open_, str(float(low) - 1), low, close, volume, name]) + "\n"  # high below low
+    (universe / "JPM_data.csv").write_text("".join(lines))
+    (universe / "NEW_data.csv").write_text("".join(lines[:1] + lines[1:11]).replace("JPM", "NEW"))
+
+    args = ["backtest", "--data", str(universe), "--strategy", "momentum_breakout", "--no-plot"]
+    assert run.main([*args, "--out", str(tmp_path / "strict")]) == 2
+    err = capsys.readouterr().err
+    assert "JPM_data.csv, row 101: high" in err and 'data.invalid_rows = "drop"' in err
+
+    config = tmp_path / "untidy.toml"
+    config.write_text('[data]\ninvalid_rows = "drop"\n')
+    assert run.main([*args, "--config", str(config), "--out", str(tmp_path / "run")]) == 0
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["symbols"] == ["AAPL", "JPM", "XOM"]
+    assert metrics["data_quality"]["invalid_rows_dropped"] == {"JPM": {"high below low": 1}}
+    assert list(metrics["data_quality"]["symbols_skipped"]) == ["NEW"]
+    assert metrics["data_quality"]["symbols_skipped"]["NEW"].startswith("only 10 bars (2013-02-08 to 2013-02-22), ")
+
+
 def test_missing_data_path_and_unknown_strategy(tmp_path, capsys):
     assert run.main(["backtest", "--data", str(tmp_path / "nope.csv"), "--out", str(tmp_path / "o")]) == 2
     assert "nope.csv" in capsys.readouterr().err

@@ -1,6 +1,8 @@
 """CSV loading: every accepted format on real files, every bad input refused with file, row and problem."""
 import datetime as dt
 import logging
+import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -10,7 +12,8 @@ from hypothesis import strategies as st
 from numpy.testing import assert_allclose
 
 from common.errors import DataError
-from feeds.loader import BAR_COLUMNS, infer_bar_interval, load_bars, load_sector_map, load_universe
+from feeds.loader import (BAR_COLUMNS, DROP_HINT, DataQuality, infer_bar_interval, load_bars, load_sector_map,
+                          load_universe)
 
 HEADER = "Date,Open,High,Low,Close,Volume"
 ROWS = ["2020-01-02,10,11,9,10.5,100", "2020-01-03,10.5,12,10,11,200", "2020-01-06,11,11.5,10.5,11.2,150"]
@@ -219,7 +222,28 @@ def test_bad_input_names_file_row_and_problem(tmp_path, case):
     assert caught.value.row == row
     assert caught.value.problem == problem
     where = f"{path}, row {row}" if row is not None else str(path)
-    assert str(caught.value) == f"{where}: {problem}"
+    hint = f" ({DROP_HINT})" if caught.value.hint else ""  # a bad row names the option that drops it
+    assert str(caught.value) == f"{where}: {problem}{hint}"
+
+
+@pytest.mark.parametrize("case", BAD)
+def test_invalid_rows_drop_drops_each_bad_row_with_a_warning_and_nothing_else(tmp_path, case, caplog):
+    """Every problem whose message names ``data.invalid_rows`` is a bad row that "drop" drops, with a
+    warning naming the file, the row and the problem, counted by kind; every other still refuses."""
+    text, row, problem = BAD[case]
+    path = write(tmp_path, text)
+    with pytest.raises(DataError) as caught:
+        load_bars(path)
+    if caught.value.hint is None:
+        with pytest.raises(DataError, match=re.escape(problem)):
+            load_bars(path, invalid_rows="drop")
+        return
+    quality = DataQuality()
+    with caplog.at_level(logging.WARNING, logger="feeds"):
+        symbol, bars = load_bars(path, invalid_rows="drop", quality=quality)
+    assert f"{path}, row {row}: {problem}: row dropped (data.invalid_rows = drop)" in caplog.messages
+    assert sum(quality.dropped_rows[symbol].values()) == len(caplog.messages) >= 1
+    assert_bars_shape(bars)
 
 
 def test_windows_line_endings_and_byte_order_mark_keep_row_numbers(tmp_path):
@@ -395,3 +419,38 @@ def test_any_valid_frame_loads_back_equal_and_sorted(tmp_path_factory, frame):
     assert_bars_shape(bars)
     assert list(bars.index) == list(expected.index)
     assert_allclose(bars.to_numpy(), expected.to_numpy(), rtol=1e-15)
+
+
+def test_a_file_too_short_for_the_warm_up_is_skipped_in_a_universe_and_refused_alone(tmp_path, caplog):
+    folder = tmp_path / "universe"
+    folder.mkdir()
+    write(folder, csv_text(*ROWS), "LONG.csv")
+    write(folder, csv_text(*ROWS[:2]), "NEW.csv")
+    quality = DataQuality()
+    with caplog.at_level(logging.WARNING, logger="feeds"):
+        universe = load_universe([folder], min_bars=3, quality=quality)
+    assert list(universe) == ["LONG"]
+    assert quality.skipped == {"NEW": "only 2 bars (2020-01-02 to 2020-01-03), 3 needed for the warm-up"}
+    assert caplog.messages == [f"{folder / 'NEW.csv'}: {quality.skipped['NEW']}: skipped"]
+    with pytest.raises(DataError, match="only 2 bars"):
+        load_universe([folder / "NEW.csv"], min_bars=3)
+    with pytest.raises(DataError, match="none of the 2 files has the 4 bars the warm-up needs"):
+        load_universe([folder], min_bars=4)
+
+
+SP500 = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "sp500_5yr"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not SP500.is_dir(), reason="../shared/data/sp500_5yr is not beside the project")
+def test_the_505_stock_universe_loads_with_its_bad_rows_dropped_and_its_recent_listing_skipped(caplog):
+    with pytest.raises(DataError, match=r"AOS_data.csv, row 322: high 23.595 is below low 23.85 \(data.invalid_rows"):
+        load_universe([SP500])
+    quality = DataQuality()
+    with caplog.at_level(logging.WARNING, logger="feeds"):
+        universe = load_universe([SP500], invalid_rows="drop", min_bars=61, quality=quality)
+    assert len(universe) == 504 and sum(len(f) for f in universe.values()) == 618_973
+    assert sorted(quality.dropped_rows) == ["AOS", "BBY", "BHF", "CHD", "CHK", "DHR", "ES", "FTV", "IP", "LNT", "O",
+                                            "REGN", "SPG", "UA", "VRTX", "WRK"]
+    assert sum(sum(p.values()) for p in quality.dropped_rows.values()) == 23
+    assert list(quality.skipped) == ["APTV"]
