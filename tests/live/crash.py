@@ -139,6 +139,70 @@ def bar_time(group) -> pd.Timestamp:
     return max(bar.datetime for bar in group.values())
 
 
+class ScriptedRun:
+    """One deployment driven step by step (the deterministic restart tests): start the live process,
+    push bars, kill it, push bars while it is down, restart it, finish and check."""
+
+    def __init__(self, server: AlpacaTestServer, tmp: Path, **deployment):
+        self.server, self.tmp = server, Path(tmp)
+        self.deployment = Deployment(server, self.tmp, **deployment)
+        self.bars = list(self.deployment.live)
+        self.next = 0  # the next bar to push
+        self.process: LiveProcess | None = None
+        self.starts = 0
+
+    def start(self, crash: str | None = None) -> None:
+        """A new live process (``crash``: the broker's test hook, ``point:n``), ready."""
+        self.starts += 1
+        self.process = LiveProcess(self.deployment, self.tmp / f"process-{self.starts}.log",
+                                   live_env(self.server, crash))
+        assert wait_ready(self.server, self.process), self.process.output()
+
+    def push(self, until: int | None = None, *, may_die: bool = False) -> None:
+        """Push bars up to the one numbered ``until`` (0: the first live bar; None: all), each once it is
+        decided; with ``may_die`` stop quietly where the process died (a crash hook)."""
+        last = len(self.bars) - 1 if until is None else until
+        while self.next <= last:
+            group = self.bars[self.next]
+            self.next += 1
+            self.server.push(group)
+            if not wait_decided(self.deployment, self.process, bar_time(group)):
+                assert may_die, self.process.output()
+                return
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.gone()
+
+    def gone(self) -> None:
+        """The process is dead (killed): wait until its sockets are closed."""
+        assert wait_gone(self.server, self.process) == -signal.SIGKILL, self.process.output()
+
+    def push_while_down(self) -> None:
+        self.server.push(self.bars[self.next], settle_seconds=0.0)
+        self.next += 1
+
+    def catch_up(self) -> None:
+        """Until the restarted process decided every bar pushed so far."""
+        assert wait_decided(self.deployment, self.process, bar_time(self.bars[self.next - 1]), timeout=60), \
+            self.process.output()
+
+    def finish(self) -> list[str]:
+        """Push the remaining bars, let a sync pass, stop the process (SIGTERM); the failed checks."""
+        self.push()
+        time.sleep(1.2)  # a sync: the last trade updates are in the journal
+        self.process.popen.send_signal(signal.SIGTERM)
+        assert self.process.wait() == 0, self.process.output()
+        return check_invariants(self.server, self.deployment, compare_with_backtest=True)
+
+    def saved_state(self) -> dict:
+        journal = Journal(sqlite_url(self.deployment.journal_path))
+        try:
+            return journal.load_state(NAME)[1]
+        finally:
+            journal.close()
+
+
 # ---- the checks ------------------------------------------------------------------------------------
 def check_invariants(server: AlpacaTestServer, deployment: Deployment, *, compare_with_backtest: bool) -> list[str]:
     """What must hold after any sequence of kills and restarts (module doc); the failures, in words."""

@@ -2,71 +2,17 @@
 live`` process killed with SIGKILL at the moment that broke it, bars arriving while it is down or
 while it reconciles, then the checks of ``tests.live.crash`` (nothing sent twice, journal == broker,
 never short, positions equal, the backtest's orders)."""
-import signal
-
 import pytest
 
-from brokers.journal import Journal, sqlite_url
 from brokers.testing.alpaca_server import AlpacaTestServer
-from tests.live.crash import (NAME, LiveProcess, bar_time, check_invariants, live_env, wait_decided, wait_gone,
-                              wait_ready)
-from tests.live.harness import Deployment, wait_for
+from tests.live.crash import ScriptedRun
+from tests.live.harness import wait_for
 
 pytestmark = pytest.mark.slow
 
 
-class Scenario:
-    """One deployment driven by hand: start, push bars, kill, push while down, restart, finish."""
-
-    def __init__(self, server: AlpacaTestServer, tmp, **deployment):
-        self.server, self.tmp = server, tmp
-        self.deployment = Deployment(server, tmp, **deployment)
-        self.bars = list(self.deployment.live)
-        self.next = 0
-        self.process = None
-        self.starts = 0
-
-    def start(self) -> None:
-        self.starts += 1
-        self.process = LiveProcess(self.deployment, self.tmp / f"process-{self.starts}.log", live_env(self.server))
-        assert wait_ready(self.server, self.process), self.process.output()
-
-    def push(self, until: int | None = None) -> None:
-        """Push bars up to the one numbered ``until`` (0: the first live bar; None: all), each once decided."""
-        last = len(self.bars) - 1 if until is None else until
-        while self.next <= last:
-            group = self.bars[self.next]
-            self.next += 1
-            self.server.push(group)
-            assert wait_decided(self.deployment, self.process, bar_time(group)), self.process.output()
-
-    def kill(self) -> None:
-        self.process.kill()
-        assert wait_gone(self.server, self.process) == -signal.SIGKILL
-
-    def push_while_down(self) -> None:
-        self.server.push(self.bars[self.next], settle_seconds=0.0)
-        self.next += 1
-
-    def catch_up(self) -> None:
-        assert wait_decided(self.deployment, self.process, bar_time(self.bars[self.next - 1]), timeout=60), \
-            self.process.output()
-
-    def finish(self) -> list[str]:
-        self.push()
-        import time
-
-        time.sleep(1.2)  # a sync: the last trade updates are in the journal
-        self.process.popen.send_signal(signal.SIGTERM)
-        assert self.process.wait() == 0, self.process.output()
-        return check_invariants(self.server, self.deployment, compare_with_backtest=True)
-
-    def saved_plans(self) -> list[dict]:
-        journal = Journal(sqlite_url(self.deployment.journal_path))
-        try:
-            return journal.load_state(NAME)[1]["plans"]
-        finally:
-            journal.close()
+def saved_plans(run: ScriptedRun) -> list[dict]:
+    return run.saved_state()["plans"]
 
 
 def test_an_exit_sent_before_the_kill_is_heard_of_after_the_restart(tmp_path):
@@ -75,16 +21,16 @@ def test_an_exit_sent_before_the_kill_is_heard_of_after_the_restart(tmp_path):
     the exits in flight), forget the plans, and enter XOM and JPM again on bars 11 and 12 as the
     backtest does. Before: the plans stayed ``exiting`` for good and the symbols were never traded again."""
     with AlpacaTestServer(commission_bps=1.0, slippage_bps=5.0) as server:
-        run = Scenario(server, tmp_path, live=24)
+        run = ScriptedRun(server, tmp_path, live=24)
         run.start()
         run.push(until=6)
-        assert {p["symbol"] for p in run.saved_plans() if p["exiting"]} == {"JPM", "XOM"}
+        assert {p["symbol"] for p in saved_plans(run) if p["exiting"]} == {"JPM", "XOM"}
         run.kill()
         run.push_while_down()  # bar 7: both exits fill at its open
         assert server.positions() == {"AAPL": 259}
         run.start()
         run.catch_up()
-        assert not [p for p in run.saved_plans() if p["exiting"]]
+        assert not [p for p in saved_plans(run) if p["exiting"]]
         assert run.finish() == []
         # the exits' fills keep the time they happened at (bar 7's open), as in the backtest
         orders = run.deployment.session_orders()
@@ -99,7 +45,7 @@ def test_a_fill_during_reconciliation_is_booked_once(tmp_path):
     the fill was taken for one already in the positions, its trade update dropped as seen, the book
     stayed flat while the broker held JPM, and the stop that later filled left the broker short."""
     with AlpacaTestServer(commission_bps=1.0, slippage_bps=5.0) as server:
-        run = Scenario(server, tmp_path, live=24)
+        run = ScriptedRun(server, tmp_path, live=24)
         run.start()
         run.push(until=2)
         run.kill()
@@ -122,7 +68,7 @@ def test_a_stop_leg_that_fills_around_a_restart_is_booked_once(tmp_path, when):
     did not place, or taken from a stale journal row, and a later sync booked the same fill again
     (the book short 259 AAPL, the broker flat)."""
     with AlpacaTestServer(commission_bps=1.0, slippage_bps=5.0) as server:
-        run = Scenario(server, tmp_path, live=24, strategy_extra="stop_pct = 0.005")
+        run = ScriptedRun(server, tmp_path, live=24, strategy_extra="stop_pct = 0.005")
         run.start()
         run.push(until=7)
         assert server.positions().get("AAPL") == 259
