@@ -81,11 +81,21 @@ def build_cerebro(cfg: Config, bars: dict[str, pd.DataFrame], *, strategy_cls=No
     for symbol, frame in bars.items():
         cerebro.adddata(bars_to_feed(symbol, frame))
     configure_broker(cerebro.broker, cfg)
-    cerebro.addstrategy(strategy_cls, cfg=cfg, **strategy_kwargs)
+    cerebro.addstrategy(strategy_cls, cfg=cfg, **{"data_ends": data_ends(bars), **strategy_kwargs})
     add_observers_and_records(cerebro)
     if progress:
         cerebro.addanalyzer(records.Progress, _name="progress", total=len(trading_calendar(bars)))
     return cerebro
+
+
+def data_ends(bars: dict[str, pd.DataFrame]) -> dict[str, tuple[dt.datetime, dt.datetime]]:
+    """{symbol: (its second-to-last bar, its last bar)} for each symbol whose bars end before the
+    run's last bar (a delisting): the strategy's ``data_ends``."""
+    if not bars:
+        return {}
+    run_end = max(frame.index[-1] for frame in bars.values() if len(frame))
+    return {symbol: (frame.index[-2].to_pydatetime(), frame.index[-1].to_pydatetime())
+            for symbol, frame in bars.items() if len(frame) >= 2 and frame.index[-1] < run_end}
 
 
 def collect_records(strategy, start: dt.date | None = None) -> RunRecords:

@@ -32,8 +32,8 @@ from brokers.journal import Journal, sqlite_url
 from brokers.live_broker import LiveBroker, OrderFlush, adopt_venue_positions
 from common.errors import UserError
 from config import Config
-from engine.backtest import (BacktestResult, add_observers_and_records, collect_records, strategy_metrics,
-                             trading_calendar)
+from engine.backtest import (BacktestResult, add_observers_and_records, collect_records, data_ends,
+                             strategy_metrics, trading_calendar)
 from engine.compat import bt
 from feeds.alpaca_feed import INTERVALS
 from feeds.live_feed import BarClock, BarGroup, ReplaySource, make_feeds, timeframe_of
@@ -252,7 +252,8 @@ def run_replay(cfg: Config, bars: dict[str, pd.DataFrame], *, strategy_cls=None,
     calendar = trading_calendar(bars)
     session = LiveSession(cfg, strategy_cls, clock, venue, journal, sorted(bars), timeframe_of(calendar),
                           name=f"replay-{cfg.backtest.strategy}", order_id_prefix="",
-                          commission_bps=cfg.costs.commission_bps, strategy_kwargs=strategy_kwargs)
+                          commission_bps=cfg.costs.commission_bps,
+                          strategy_kwargs={"data_ends": data_ends(bars), **strategy_kwargs})
     session.model = model
     try:
         strategy = session.run()

@@ -17,7 +17,7 @@ from engine.compat import bt
 log = logging.getLogger("strategy")
 
 # exit reasons a trade can end with (trades.csv `exit_reason`)
-EXIT_REASONS = ("stop", "trailing_stop", "target", "signal", "time", "kill_switch", "end")
+EXIT_REASONS = ("stop", "trailing_stop", "target", "signal", "time", "kill_switch", "delisted", "end")
 
 
 @dataclass
@@ -50,7 +50,10 @@ class PortfolioStrategy(bt.Strategy):
       optionally, a take-profit limit order attached); exits through :meth:`exit_position`.
     """
 
-    params = (("cfg", None),)
+    # data_ends: {symbol: (bar, last bar)} for symbols whose data ends before the run's (a delisting,
+    # known in advance as one is announced): from ``bar`` on no entry, and a position held then is
+    # closed at the last bar's close (exit reason ``delisted``). Backtest and replay pass it; live, none.
+    params = (("cfg", None), ("data_ends", None))
     long_only = True  # the live broker refuses a sell beyond the long position held
 
     @classmethod
@@ -71,6 +74,7 @@ class PortfolioStrategy(bt.Strategy):
         self._ids_bar, self._ids_seen = None, {}
         self.order_id_prefix = ""  # live trading sets a per-deployment prefix
         self._entry_exectype = bt.Order.Market if self.cfg.costs.fill == "next_open" else bt.Order.Close
+        self._closing_num = {symbol: bt.date2num(bar) for symbol, (bar, _) in (self.p.data_ends or {}).items()}
         start = self.cfg.backtest.start
         # bars before the configured start only warm indicators up
         self.trade_start = dt.datetime.combine(start, dt.time()) if start else None
@@ -92,7 +96,20 @@ class PortfolioStrategy(bt.Strategy):
             if plan is not None and plan.entry_datetime is not None:
                 plan.bars_held += 1
         if self.trade_start is None or self.now >= self.trade_start:
+            if self._closing_num:
+                self._close_delisted(fresh)
             self.decide(self.now, fresh)
+
+    def _leaving(self, d) -> bool:
+        """Whether ``d``'s data ends at the next bar, before the run's (see ``data_ends``)."""
+        closing = self._closing_num.get(d._name)
+        return closing is not None and d.datetime[0] >= closing
+
+    def _close_delisted(self, fresh: list) -> None:
+        """Close each position whose symbol's data ends at the next bar, at that bar's close."""
+        for d in fresh:
+            if self._leaving(d):
+                self.exit_position(d, "delisted", exectype=bt.Order.Close)
 
     def decide(self, now: dt.datetime, fresh: list) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -127,7 +144,7 @@ class PortfolioStrategy(bt.Strategy):
         """Buy ``size`` shares at the next bar (open or close per config), with a stop order and an
         optional take-profit order that become active once the entry fills (one cancels the other)."""
         symbol = d._name
-        if size <= 0 or symbol in self.positions_plan:
+        if size <= 0 or symbol in self.positions_plan or self._leaving(d):
             return None
         has_children = stop_price is not None or target_price is not None
         info = dict(initial_stop=stop_price, target=target_price, confidence=confidence,
@@ -183,9 +200,9 @@ class PortfolioStrategy(bt.Strategy):
             else:
                 levels[symbol] = level
 
-    def exit_position(self, d, reason: str):
-        """Close the whole (long) position at the next bar (same fill rule as entries); cancel its
-        stop/target. Nothing when none is held: a book that is flat or short has nothing to sell."""
+    def exit_position(self, d, reason: str, exectype=None):
+        """Close the whole (long) position at the next bar (same fill rule as entries, or ``exectype``);
+        cancel its stop/target. Nothing when none is held: a book that is flat or short has nothing to sell."""
         plan = self.positions_plan.get(d._name)
         size = self.getposition(d).size
         if plan is None or plan.exiting or size <= 0:
@@ -194,7 +211,7 @@ class PortfolioStrategy(bt.Strategy):
         for child in plan.children:
             if child.alive():
                 self.cancel(child)
-        order = self.sell(data=d, size=size, exectype=self._entry_exectype)
+        order = self.sell(data=d, size=size, exectype=exectype or self._entry_exectype)
         return self._tag(order, d._name, reason, exit=True)
 
     # ---- notifications -----------------------------------------------------------------------
