@@ -151,6 +151,13 @@ class ScriptedRun:
         self.process: LiveProcess | None = None
         self.starts = 0
 
+    def __enter__(self) -> "ScriptedRun":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.process is not None:  # a failed step leaves no live process behind
+            self.process.kill()
+
     def start(self, crash: str | None = None) -> None:
         """A new live process (``crash``: the broker's test hook, ``point:n``), ready."""
         self.starts += 1

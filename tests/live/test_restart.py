@@ -15,8 +15,8 @@ pytestmark = pytest.mark.slow
 
 @pytest.mark.parametrize("crash", ["after_intent", "after_submit", "mid_stream"])
 def test_kill_9_then_restart_loses_no_order_and_sends_none_twice(tmp_path, crash):
-    with AlpacaTestServer(commission_bps=1.0, slippage_bps=5.0) as server:
-        run = ScriptedRun(server, tmp_path, live=24)
+    with AlpacaTestServer(commission_bps=1.0, slippage_bps=5.0) as server, \
+            ScriptedRun(server, tmp_path, live=24) as run:
         if crash == "mid_stream":
             run.start()
             run.push(until=7)

@@ -20,8 +20,8 @@ def test_an_exit_sent_before_the_kill_is_heard_of_after_the_restart(tmp_path):
     on bar 7 while it is down. The restarted strategy must hear of those fills (the saved state names
     the exits in flight), forget the plans, and enter XOM and JPM again on bars 11 and 12 as the
     backtest does. Before: the plans stayed ``exiting`` for good and the symbols were never traded again."""
-    with AlpacaTestServer(commission_bps=1.0, slippage_bps=5.0) as server:
-        run = ScriptedRun(server, tmp_path, live=24)
+    with AlpacaTestServer(commission_bps=1.0, slippage_bps=5.0) as server, \
+            ScriptedRun(server, tmp_path, live=24) as run:
         run.start()
         run.push(until=6)
         assert {p["symbol"] for p in saved_plans(run) if p["exiting"]} == {"JPM", "XOM"}
@@ -44,8 +44,8 @@ def test_a_fill_during_reconciliation_is_booked_once(tmp_path):
     (flat), and right then bar 3 fills the entry, before the successor looks the order up. Before:
     the fill was taken for one already in the positions, its trade update dropped as seen, the book
     stayed flat while the broker held JPM, and the stop that later filled left the broker short."""
-    with AlpacaTestServer(commission_bps=1.0, slippage_bps=5.0) as server:
-        run = ScriptedRun(server, tmp_path, live=24)
+    with AlpacaTestServer(commission_bps=1.0, slippage_bps=5.0) as server, \
+            ScriptedRun(server, tmp_path, live=24) as run:
         run.start()
         run.push(until=2)
         run.kill()
@@ -67,8 +67,8 @@ def test_a_stop_leg_that_fills_around_a_restart_is_booked_once(tmp_path, when):
     stop leg of the filled entry was not reconciled; its fill was adopted as an order this deployment
     did not place, or taken from a stale journal row, and a later sync booked the same fill again
     (the book short 259 AAPL, the broker flat)."""
-    with AlpacaTestServer(commission_bps=1.0, slippage_bps=5.0) as server:
-        run = ScriptedRun(server, tmp_path, live=24, strategy_extra="stop_pct = 0.005")
+    with AlpacaTestServer(commission_bps=1.0, slippage_bps=5.0) as server, \
+            ScriptedRun(server, tmp_path, live=24, strategy_extra="stop_pct = 0.005") as run:
         run.start()
         run.push(until=7)
         assert server.positions().get("AAPL") == 259
