@@ -270,8 +270,8 @@ class LiveBroker(bt.BrokerBase):
             # a new journal (or one from before baselines were kept): what the account holds now is right
             adopt_venue_positions(self.venue, self.journal, held=held, quiet=not fills)
         expected = collections.defaultdict(float, self.journal.get_meta(BASELINE_KEY))
-        for fill in fills:
-            expected[fill["symbol"]] += fill["qty"] if fill["side"] == "buy" else -fill["qty"]
+        for symbol, qty in _net_fills(fills).items():
+            expected[symbol] += qty
         differences = {}
         for symbol in self.data_by_symbol:
             there = held[symbol].qty if symbol in held else 0.0
@@ -1199,12 +1199,20 @@ def adopt_venue_positions(venue, journal, *, held: dict | None = None, quiet: bo
     baseline becomes them less the fills it recorded."""
     held = venue.positions() if held is None else held
     baseline = collections.defaultdict(float, {symbol: position.qty for symbol, position in held.items()})
-    for fill in journal.fills():
-        baseline[fill["symbol"]] -= fill["qty"] if fill["side"] == "buy" else -fill["qty"]
+    for symbol, qty in _net_fills(journal.fills()).items():
+        baseline[symbol] -= qty
     journal.set_meta(BASELINE_KEY, {s: q for s, q in baseline.items() if abs(q) > _EPS})
     words = ", ".join(f"{s} {p.qty:g}" for s, p in sorted(held.items())) or "flat"
     journal.record_event("positions_adopted", f"the broker's positions taken as right: {words}")
     (log.debug if quiet else log.warning)("the broker's positions taken as right: %s", words)
+
+
+def _net_fills(fills: list[dict]) -> dict[str, float]:
+    """Shares bought less shares sold, per symbol, over journal fill rows."""
+    net = collections.defaultdict(float)
+    for fill in fills:
+        net[fill["symbol"]] += fill["qty"] if fill["side"] == "buy" else -fill["qty"]
+    return net
 
 
 def _open_families(rows) -> dict[str, tuple]:

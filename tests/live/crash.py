@@ -24,11 +24,9 @@ hundreds and prints the totals.
 from __future__ import annotations
 
 import collections
-import contextlib
 import os
 import random
 import signal
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -41,7 +39,7 @@ import pandas as pd
 from brokers.journal import Journal, sqlite_url
 from brokers.live_broker import CRASH_ENV
 from brokers.testing.alpaca_server import AlpacaTestServer
-from tests.live.harness import ROOT, STRATEGY_NAME, Deployment, wait_for
+from tests.live.harness import ROOT, STRATEGY_NAME, Deployment, processed_bar, wait_for
 
 NAME = f"t-{STRATEGY_NAME}"  # the harness config's order_id_prefix + strategy: the journal's state key
 MAX_CATCHUP_BARS = 1  # the harness config's live.max_catchup_bars
@@ -115,17 +113,8 @@ def wait_gone(server: AlpacaTestServer, process: LiveProcess) -> int:
 
 
 def last_decided(deployment: Deployment):
-    """The last bar the live process saved its state after (``pd.Timestamp.min`` before the first),
-    read without writing: the harness must not race the process creating the journal."""
-    path = deployment.journal_path
-    if not path.exists():
-        return pd.Timestamp.min
-    try:
-        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)) as conn:
-            row = conn.execute("SELECT bar_datetime FROM strategy_state WHERE name = ?", (NAME,)).fetchone()
-    except sqlite3.OperationalError:  # not created yet
-        return pd.Timestamp.min
-    return pd.Timestamp(row[0]) if row else pd.Timestamp.min
+    """The last bar the live process saved its state after (``pd.Timestamp.min`` before the first)."""
+    return processed_bar(deployment.journal_path, NAME) or pd.Timestamp.min
 
 
 def wait_decided(deployment: Deployment, process: LiveProcess, when, timeout: float = 30.0) -> bool:

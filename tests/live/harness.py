@@ -2,7 +2,9 @@
 live runner at it, and waiting for the runner to reach a bar."""
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import sqlite3
 import time
 from pathlib import Path
 
@@ -93,15 +95,16 @@ def wait_for(predicate, timeout: float = 20.0, what: str = "condition"):
 
 
 def processed_bar(journal_path: Path, name: str) -> dt.datetime | None:
-    """The last bar the runner saved its state after (None before its first)."""
+    """The last bar the runner saved its state after (None before its first), read without writing:
+    a reader must not race the live process creating the journal's tables."""
     if not journal_path.exists():
         return None
-    journal = Journal(sqlite_url(journal_path))
     try:
-        saved = journal.load_state(name)
-        return saved[0] if saved else None
-    finally:
-        journal.close()
+        with contextlib.closing(sqlite3.connect(f"file:{journal_path}?mode=ro", uri=True, timeout=5)) as conn:
+            row = conn.execute("SELECT bar_datetime FROM strategy_state WHERE name = ?", (name,)).fetchone()
+    except sqlite3.OperationalError:  # not created yet
+        return None
+    return pd.Timestamp(row[0]).to_pydatetime() if row else None
 
 
 def now_minute() -> dt.datetime:
