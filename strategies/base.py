@@ -173,7 +173,11 @@ class PortfolioStrategy(bt.Strategy):
         """Cancel the position's stop and target orders and place new ones for ``size`` shares: a
         stop (a stop-trail order from ``stop_price`` up, trailing by ``risk.trail_pct``, when ``trailing``) and a take-profit
         limit, one cancelling the other. Backtrader cancels a bracket's children together, so the
-        pair is always replaced whole."""
+        pair is always replaced whole. A trailing stop goes without a take-profit: Alpaca's
+        one-cancels-other orders take no trailing stop (``brokers.live_broker``), and a backtest
+        that kept one would trade what live cannot."""
+        if trailing:
+            target_price = None
         for child in plan.children:
             if child.alive():
                 self.cancel(child)

@@ -5,6 +5,7 @@ Backtrader's notifications; a restart adopts an open OCO without sending it agai
 alone and its take-profit is refused with the reason (journaled, logged once)."""
 import logging
 
+import backtrader as bt
 import pytest
 
 from brokers.journal import Journal, sqlite_url
@@ -35,9 +36,19 @@ class ScriptedExits(PortfolioStrategy):
             plan = self.positions_plan.get(d._name)
             if action == "enter":
                 self.enter_long(d, SIZE, stop_price=stop, target_price=target, reason="entry")
+            elif plan is not None and plan.entry_datetime is not None and action == "trail":
+                # by hand: replace_exits places a trailing stop without a take-profit, and this checks
+                # the broker's guard for strategies that pair them anyway
+                for child in plan.children:
+                    if child.alive():
+                        self.cancel(child)
+                trail = self.cfg.risk.trail_pct
+                stop_order = self.sell(data=d, size=plan.size, exectype=bt.Order.StopTrail, price=stop / (1 - trail),
+                                       trailpercent=trail)
+                target_order = self.sell(data=d, size=plan.size, exectype=bt.Order.Limit, price=target, oco=stop_order)
+                plan.children = [self._tag(stop_order, d._name, "trailing_stop"), self._tag(target_order, d._name, "target")]
             elif plan is not None and plan.entry_datetime is not None:
-                self.replace_exits(d, plan, size=plan.size, stop_price=stop, target_price=target,
-                                   trailing=action == "trail")
+                self.replace_exits(d, plan, size=plan.size, stop_price=stop, target_price=target)
 
     def notify_order(self, order):
         super().notify_order(order)
