@@ -65,7 +65,7 @@ def main() -> None:
     args = parser.parse_args()
     bars, source = universe(args.symbols)
     n_bars = sum(len(f) for f in bars.values())
-    cfg = load_config(overrides={"backtest.progress": False})
+    cfg = load_config(overrides={"backtest.progress": False, "features.cache": False})  # features computed in each run
     print(f"data: {source}: {len(bars)} symbols, {n_bars} symbol-bars; backtrader {bt.__version__}")
     from strategies import get_strategy
 

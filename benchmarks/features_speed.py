@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 from common.errors import DataError  # noqa: E402
 from engine.compat import bt  # noqa: E402
 from features import FeatureEngine, build_registry  # noqa: E402
+from features.registry import default_config  # noqa: E402
 from feeds.loader import load_sector_map, load_universe  # noqa: E402
 from feeds.pandas_feed import bars_to_feed  # noqa: E402
 from indicators.feature_bank import FeatureBank, FeatureHub  # noqa: E402
@@ -168,7 +169,9 @@ class ReadFeatures(bt.Strategy):
 
 
 def backtest_speed(bars, registry, sectors) -> None:
-    engine = FeatureEngine(registry, list(bars), sectors=sectors)
+    # the features are computed in each timed run: not read from the feature cache
+    engine = FeatureEngine(registry, list(bars), sectors=sectors,
+                           config=default_config().model_copy(update={"cache": False}))
     n_bars = sum(len(f) for f in bars.values())
 
     def run(strategy, **kwargs):

@@ -6,7 +6,8 @@ import datetime as dt
 import logging
 from pathlib import Path
 
-from cli.common import add_config_option, add_data_option, config_from_args, load_data
+from cli.common import (add_config_option, add_data_option, add_executor_options, config_from_args,
+                        executor_overrides, load_data)
 from common.errors import UserError
 
 log = logging.getLogger("backtest")
@@ -27,6 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--end", type=_date, metavar="YYYY-MM-DD", help="last bar used")
     parser.add_argument("--cash", type=float, help="starting cash")
     parser.add_argument("--seed", type=int, help="random seed (models, bootstrap); same seed, same results")
+    add_executor_options(parser)
     add_config_option(parser)
     parser.add_argument("--out", metavar="DIR", help="output folder (default: a new folder under runs/)")
     parser.add_argument("--no-plot", action="store_true", help="skip the PNG plots (the report keeps its tables)")
@@ -51,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args, {
         "backtest.strategy": args.strategy, "backtest.start": args.start, "backtest.end": args.end,
         "backtest.cash": args.cash, "backtest.seed": args.seed,
-        "backtest.plot": False if args.no_plot else None,
+        "backtest.plot": False if args.no_plot else None, **executor_overrides(args),
     })
     strategy_cls = get_strategy(cfg.backtest.strategy)
     warmup = getattr(strategy_cls, "required_bars", lambda c: 1)(cfg)

@@ -4,11 +4,27 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from common.errors import UserError
 from config import Config, load_config
 
 
 def add_config_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", metavar="FILE", help="TOML file merged over config/default.toml")
+
+
+def add_executor_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--executor", choices=("serial", "ray"),
+                        help="where the walk-forward trains: in this process (serial) or as Ray tasks "
+                             "(default: the config's executor.kind)")
+    parser.add_argument("--ray-address", metavar="ADDR",
+                        help="join the Ray cluster at ADDR (with --executor ray; default: start a local Ray)")
+
+
+def executor_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """--executor and --ray-address as config overrides (an address alone means Ray)."""
+    if args.ray_address and args.executor == "serial":
+        raise UserError("--ray-address needs --executor ray")
+    return {"executor.kind": "ray" if args.ray_address else args.executor, "executor.address": args.ray_address}
 
 
 def add_data_option(parser: argparse.ArgumentParser) -> None:

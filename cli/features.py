@@ -1,6 +1,6 @@
 """``python run.py features``: write the feature matrix of some data, computed by the same engine
-(``features.from_config.engine_from_config`` then ``FeatureEngine.batch``) the strategy's feature hub
-and the model training use."""
+(``features.from_config.engine_from_config`` then ``features.cache.batch_panel``) the strategy's feature
+hub and the model training use, through the same feature cache."""
 from __future__ import annotations
 
 import argparse
@@ -25,13 +25,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from features.cache import batch_panel
     from features.from_config import engine_from_config, output_path
 
     out = output_path(args.out)
     cfg = config_from_args(args)
     bars = load_data(cfg)
     engine = engine_from_config(cfg, list(bars))
-    panel = engine.batch(bars, progress=True)
+    panel = batch_panel(engine, bars, progress=True)
     frame = panel.to_frame()
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix.lower() == ".parquet":

@@ -13,7 +13,8 @@ import logging
 from pathlib import Path
 
 from cli.backtest import _date
-from cli.common import add_config_option, add_data_option, config_from_args, load_data
+from cli.common import (add_config_option, add_data_option, add_executor_options, config_from_args,
+                        executor_overrides, load_data)
 from common.errors import UserError
 
 log = logging.getLogger("train")
@@ -23,6 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_data_option(parser)
     parser.add_argument("--end", type=_date, metavar="YYYY-MM-DD", help="last bar used for training")
     parser.add_argument("--seed", type=int, help="random seed (default: the config's backtest.seed)")
+    add_executor_options(parser)
     add_config_option(parser)
     parser.add_argument("--out", required=True, metavar="DIR",
                         help="model folder, e.g. models/registry/NAME (must not hold a model already)")
@@ -31,31 +33,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import shutil
+    import tempfile
 
     import numpy as np
 
+    from features.cache import batch_panel
     from features.from_config import engine_from_config
     from models import registry
     from models.dataset import PanelData
     from models.evaluation import evaluate
+    from models.executor import executor_from_config
     from models.walkforward import WalkForward
     from config import config_hash
 
     out = Path(args.out)
     if (out / registry.MANIFEST).exists() and not args.force:
         raise UserError(f"--out {out} holds a model already; give another folder or --force to replace it")
-    cfg = config_from_args(args, {"backtest.end": args.end, "backtest.seed": args.seed})
+    cfg = config_from_args(args, {"backtest.end": args.end, "backtest.seed": args.seed, **executor_overrides(args)})
     bars = load_data(cfg, end=cfg.backtest.end)
     symbols = list(bars)
     engine = engine_from_config(cfg, symbols)
-    panel = engine.batch(bars, progress=True)
+    panel = batch_panel(engine, bars, progress=True)
     prices = {f: np.column_stack([bars[s][f].reindex(panel.times).to_numpy(np.float64) for s in symbols])
               for f in ("close", "high", "low")}
     data = PanelData.build(panel.values, prices["close"], prices["high"], prices["low"], cfg.models,
                            times=panel.times, symbols=symbols, feature_names=panel.names)
-    walk = WalkForward(cfg.models, cfg.backtest.seed, progress=True)
+    journal = Path(tempfile.mkdtemp(prefix="search-")) / "search.journal"   # into the model folder at the end
+    walk = WalkForward(cfg.models, cfg.backtest.seed, progress=True, search_journal=journal)
     try:
-        result = walk.run(data)
+        result = walk.run(data, executor=executor_from_config(cfg))
     except ValueError as exc:
         raise UserError(f"cannot train: {exc}; it needs the features' warm-up plus models.train_bars "
                         f"({cfg.models.train_bars}) bars") from None
@@ -78,6 +84,8 @@ def run(args: argparse.Namespace) -> int:
                              config_hash=config_hash(cfg), symbols=symbols,
                              training_range=(data.time_of(p.train_bars_range[0]), data.time_of(p.train_bars_range[1])),
                              validation_metrics=validation)
+    if journal.exists():
+        shutil.move(journal, out / "search.journal")
     print(f"model fitted at {data.time_of(last)} on {p.n_train} samples ({manifest['training_range'][0]} .. "
           f"{manifest['training_range'][1]}), {len(symbols)} symbols, {len(panel.names)} features -> {out}")
     print(f"walk-forward validation ({len(result.folds)} folds): {cfg.models.decision_horizon}-bar directional "

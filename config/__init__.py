@@ -91,10 +91,21 @@ def load_config(path: str | Path | None = None, overrides: Mapping[str, Any] | N
         raise ConfigError(_describe(exc, source)) from None
 
 
+# settings that decide where the work runs or is kept, never what it computes: left out of a run's recorded
+# config and its fingerprint, so a run on Ray and one in a single process record the same
+RESULT_NEUTRAL = {"executor": True, "features": {"cache", "cache_dir"}}
+
+
+def results_config(cfg: Config) -> dict:
+    """The config as a run records it: every setting that can change a result."""
+    return cfg.model_dump(mode="json", exclude=RESULT_NEUTRAL)
+
+
 def config_hash(cfg: Config) -> str:
-    """A short, stable fingerprint of the whole config (recorded with runs and models)."""
-    text = json.dumps(cfg.model_dump(mode="json"), sort_keys=True)
+    """A short, stable fingerprint of the config's settings that change results (recorded with runs
+    and models)."""
+    text = json.dumps(results_config(cfg), sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-__all__ = ["Config", "load_config", "config_hash", "DEFAULT_PATH"]
+__all__ = ["Config", "load_config", "config_hash", "results_config", "DEFAULT_PATH"]

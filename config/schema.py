@@ -170,6 +170,9 @@ class FeaturesConfig(Section):
     daily_close_time: _dt.time = Field(description="close time of a daily bar (exchange time): news and macro values up to it count for that bar")
     exchange_timezone: str = Field(min_length=1, description="zone that news time stamps with a UTC offset are converted to")
     news_neutral_band: float = Field(ge=0, lt=1, description="|VADER compound score| up to this is neutral (neither positive nor negative)")
+    cache: bool = Field(description="reuse the features computed before for the same bars, definitions and inputs (a cache on disk shared by backtest, train and features)")
+    cache_dir: str = Field(min_length=1, description="folder of the feature cache (a relative path is relative to the working directory, like data.paths); delete it to reclaim the space")
+    cache_dtype: Literal["float64", "float32"] = Field(description="stored and returned feature values: float64 equals a computation without the cache bit for bit; float32 halves the disk and memory, each value within 2^-24 of itself (models train on float32 anyway)")
 
 
 class XGBoostParams(Section):
@@ -235,8 +238,10 @@ class LabelsConfig(Section):
 
 
 class SearchConfig(Section):
-    schedule: Literal["off", "first", "every"] = Field(description="random search at the first retrain only (then reused), at every retrain, or never")
-    draws: int = Field(ge=1, description="configurations drawn per model and search")
+    schedule: Literal["off", "first", "every"] = Field(description="search at the first retrain only (then reused), at every retrain, or never")
+    method: Literal["optuna", "random"] = Field(description="optuna: Optuna's TPE sampler (seeded) over the space's values, trials in a file-based journal; random: Bergstra-Bengio random search over the same space")
+    draws: int = Field(ge=1, description="trials (configurations tried) per model and search; a smaller grid caps them at its size")
+    batch: int = Field(ge=1, description="optuna: trials asked at once and scored in parallel; the results depend on it, not on the executor")
     folds: int = Field(ge=2, description="purged forward (time-series) folds inside the training window")
     models: list[Literal["xgboost", "lightgbm"]] = Field(description="base models whose parameters are searched")
     space: dict[str, dict[str, list[int | float]]] = Field(description="per model: parameter -> values drawn uniformly")
@@ -296,6 +301,7 @@ class ModelsConfig(Section):
     embargo_bars: int = Field(ge=0, description="gap between the end of a training label and the first bar the model predicts")
     validation_fraction: float = Field(ge=0, lt=1, description="last fraction of the training window held out (purged) for early stopping")
     min_feature_fraction: float = Field(gt=0, le=1, description="a row is a sample only with at least this fraction of finite features")
+    max_train_rows: int = Field(ge=0, description="at most this many samples per fit: a seeded random sample of the window's rows when it has more (0: all); bounds a fold's time on wide universes")
     threads: int = Field(ge=1, description="threads of XGBoost, LightGBM and TensorFlow")
     labels: LabelsConfig
     xgboost: XGBoostParams
@@ -378,6 +384,15 @@ class ReportConfig(Section):
     bootstrap_samples: int = Field(ge=100)
 
 
+class ExecutorConfig(Section):
+    """Where the walk-forward's independent training tasks run (``models.executor``). Results do
+    not depend on it, so it is left out of the config hash and of metrics.json."""
+
+    kind: Literal["serial", "ray"] = Field(description="serial: in this process, one task after another; ray: as Ray tasks")
+    address: str = Field(description="ray: an existing cluster's address (ray start --head prints it); empty: start a local Ray on this machine")
+    num_cpus: int = Field(ge=0, description="ray, local only: CPUs the local Ray may use (0: all of them)")
+
+
 class Config(Section):
     data: DataConfig
     costs: CostsConfig
@@ -389,6 +404,7 @@ class Config(Section):
     models: ModelsConfig
     live: LiveConfig
     report: ReportConfig
+    executor: ExecutorConfig
 
     @model_validator(mode="after")
     def _regimes_known_to_risk(self):

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from analyzers import records, stats
-from config import Config, config_hash
+from config import Config, config_hash, results_config
 from engine.compat import bt
 from feeds.pandas_feed import bars_to_feed
 from observers.stops import StopTargetLevels
@@ -172,7 +172,7 @@ def compute_metrics(cfg: Config, bars: dict[str, pd.DataFrame], rec: RunRecords,
         "data_range": {"start": str(equity.index[0]), "end": str(equity.index[-1]), "bars": int(len(equity))},
         "seed": cfg.backtest.seed,
         "config_hash": config_hash(cfg),
-        "config": cfg.model_dump(mode="json"),
+        "config": results_config(cfg),
     }
 
 

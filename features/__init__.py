@@ -2,7 +2,8 @@
 
 ``build_registry`` lists the active features for a context; ``FeatureEngine`` evaluates them
 (``batch`` over a history, ``stream`` one bar at a time) with identical results;
-``engine_from_config(cfg, symbols)`` builds both from a run's config (sector map, news, macro). Pure Python: no
+``engine_from_config(cfg, symbols)`` builds both from a run's config (sector map, news, macro);
+``features.cache.batch_panel`` is a run's batch through the feature cache on disk. Pure Python: no
 Backtrader, no broker (``indicators.feature_bank`` carries the engine into Backtrader).
 """
 from features.engine import FeatureEngine, FeaturePanel, FeatureStream

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Mapping, NamedTuple, Sequence
 
 import numpy as np
 import pandas as pd
@@ -112,7 +112,18 @@ def derive_warmups(roots: Sequence[Node], tolerance: float) -> list[int]:
 
 
 # ---------------------------------------------------------------------------------------------
-# Results
+# Inputs and results
+
+class BarArrays(NamedTuple):
+    """The bars of a batch evaluation as arrays (:meth:`FeatureEngine.batch_arrays` reads them):
+    ``times`` (T,) increasing, ``present`` (T, N) bool, ``fields`` {open, high, low, close, volume:
+    (L, N)}, L = the most bars of one symbol: row k of column j is symbol j's k-th bar (NaN past its
+    last)."""
+
+    times: pd.DatetimeIndex
+    present: np.ndarray
+    fields: Mapping[str, np.ndarray]
+
 
 @dataclass
 class FeaturePanel:
@@ -390,6 +401,10 @@ class FeatureEngine:
         """All features over the whole history of ``bars`` ({symbol: OHLCV frame}, see
         ``feeds.loader.load_universe``; a symbol of the engine absent from ``bars`` has no bars).
         progress: show a progress bar (the command line)."""
+        return self.batch_arrays(*self.bar_arrays(bars), progress)
+
+    def bar_arrays(self, bars: Mapping[str, pd.DataFrame]) -> BarArrays:
+        """``bars`` ({symbol: OHLCV frame}) as the arrays a batch evaluation reads."""
         unknown = set(bars) - set(self.symbols)
         if unknown:
             raise ValueError(f"bars for symbols the engine was not built for: {sorted(unknown)}")
@@ -409,14 +424,12 @@ class FeatureEngine:
             for j, frame in enumerate(frames):
                 if counts[j]:
                     fields[name][: counts[j], j] = frame[name].to_numpy(np.float64)
-        return self.batch_arrays(times, present, fields, progress)
+        return BarArrays(times, present, fields)
 
     def batch_arrays(self, times: pd.DatetimeIndex, present: np.ndarray, fields: Mapping[str, np.ndarray],
                      progress: bool = False) -> FeaturePanel:
-        """``batch`` from arrays, for adapters that hold the bars as arrays (Backtrader's lines):
-        ``times`` (T,) increasing, ``present`` (T, N) bool, ``fields`` {open, high, low, close,
-        volume: (L, N)}, L = the most bars of one symbol: row k of column j is symbol j's k-th bar
-        (NaN past its last)."""
+        """``batch`` from arrays (see :class:`BarArrays`), for adapters that hold the bars as arrays
+        (Backtrader's lines)."""
         ctx = BatchContext(present, self.groupings.get)
         compact = {name: np.asarray(fields[name], dtype=np.float64) for name in BAR_FIELDS}
         closes = close_times(times, self.config.daily_close_time)

@@ -32,6 +32,8 @@ import pandas as pd
 
 from engine.compat import bt
 from features import FeatureEngine
+from features.cache import batch_panel
+from features.engine import BarArrays
 
 _EPOCH = 719163.0  # Backtrader's date number of 1970-01-01
 
@@ -72,7 +74,8 @@ class FeatureHub:
 
     # ---- runonce ---------------------------------------------------------------------------------
     def compute_batch(self) -> None:
-        """The whole panel from the datas' preloaded arrays (once per run)."""
+        """The whole panel from the datas' preloaded arrays (once per run; through the feature cache,
+        ``features.cache.batch_panel``, so a backtest reuses what ``train`` or an earlier run computed)."""
         if self._panel is not None:
             return
         numbers = [np.asarray(data.lines.datetime.array[: data.buflen()], dtype=np.float64) for data in self.datas]
@@ -90,7 +93,7 @@ class FeatureHub:
                 present[np.searchsorted(calendar, stamps), j] = True
                 for field, values in fields.items():
                     values[: len(stamps), j] = getattr(data.lines, field).array[: len(stamps)]
-            self._panel = self.engine.batch_arrays(times, present, fields)
+            self._panel = batch_panel(self.engine, BarArrays(times, present, fields))
         self._row_of = {float(x): t for t, x in enumerate(calendar)}
         self._calendar = calendar
 

@@ -11,7 +11,7 @@ Everything works on plain arrays on one calendar (``models.dataset.PanelData``):
 - ``ensemble`` (stacking with recency-weighted rows), ``calibration`` (isotonic / Platt,
   reliability table), ``regime`` (Gaussian mixture), ``volatility`` (GARCH), ``timing``, ``stoploss``.
 - ``predictor.EnsemblePredictor``: all of the above fitted on one window; ``predict`` -> ``Predictions``.
-- ``search``: random search with purged time-series CV inside the window, counted.
+- ``search``: Optuna (TPE) or random search with purged time-series CV inside the window, every trial counted.
 - ``walkforward.WalkForward``: retrain on schedule, predict, keep the out-of-sample history;
   ``run`` for a backtest, ``retrain`` + ``predict`` per bar live (same numbers).
 - ``evaluation``: per-fold and aggregate out-of-sample scores beside always-up and last-return.

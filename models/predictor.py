@@ -17,6 +17,7 @@ Fitting at bar t (the model then predicts bars t, t+1, ... until the next retrai
 """
 from __future__ import annotations
 
+import functools
 import json
 import time
 from dataclasses import dataclass, fields
@@ -25,6 +26,7 @@ from pathlib import Path
 import joblib
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from models.calibration import ProbabilityCalibrator
 from models.dataset import PanelData, flat, sequences, valid_rows
@@ -38,6 +40,18 @@ from models.timing import TimingModel
 from models.volatility import GarchForecaster
 
 TREE_MODELS = ("xgboost", "lightgbm")
+
+
+def one_blas_thread(method):
+    """Run ``method`` with the BLAS on one thread. A multi-threaded BLAS sums in an order that
+    depends on its thread count, and the GARCH and regime fits' optimisers amplify the last-digit
+    differences: on one thread the numbers are the same on any machine, in this process or a
+    worker's (and these small problems do not gain from threads)."""
+    @functools.wraps(method)
+    def wrapped(*args, **kwargs):
+        with threadpool_limits(1, user_api="blas"):
+            return method(*args, **kwargs)
+    return wrapped
 
 
 @dataclass
@@ -122,12 +136,17 @@ class EnsemblePredictor:
 
     # ---- rows ---------------------------------------------------------------------------------
     def training_rows(self, data: PanelData, t: int) -> tuple[np.ndarray, np.ndarray]:
-        """(bars, symbols) of the samples allowed to train the model used from bar t."""
+        """(bars, symbols) of the samples allowed to train the model used from bar t (at most
+        ``max_train_rows`` of them, a random sample seeded by the seed and t)."""
         labels = data.labels
         known = valid_rows(data, self.cfg.min_feature_fraction) & (labels.sample_end >= 0) \
             & np.isfinite(labels.returns).all(axis=2)
         bars, symbols = np.nonzero(known)
-        keep = training_samples(t, bars, labels.sample_end[bars, symbols], self.cfg.train_bars, self.cfg.embargo_bars)
+        keep = np.flatnonzero(training_samples(t, bars, labels.sample_end[bars, symbols], self.cfg.train_bars,
+                                               self.cfg.embargo_bars))
+        cap = self.cfg.max_train_rows
+        if cap and len(keep) > cap:   # a seeded sample, the same for this bar in a backtest and live
+            keep = np.sort(np.random.default_rng([self.seed, t]).choice(keep, cap, replace=False))
         return bars[keep], symbols[keep]
 
     def inputs(self, plugin, data: PanelData, bars, symbols, X=None) -> np.ndarray:
@@ -183,6 +202,7 @@ class EnsemblePredictor:
         return np.stack([self.plugins[n].predict(self.inputs(self.plugins[n], data, bars, symbols, X))
                          for n in self.base_names], axis=1)
 
+    @one_blas_thread
     def fit_base(self, data: PanelData, t: int) -> "EnsemblePredictor":
         """Base, timing, stop-loss, regime and volatility models on the window allowed at bar t."""
         self.seconds = {}
@@ -202,19 +222,29 @@ class EnsemblePredictor:
         self.fitted_at, self.train_bars_range, self.n_train = t, (int(bars.min()), int(bars.max())), len(bars)
         return self
 
-    def out_of_fold(self, data: PanelData, t: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(bars, symbols, base (n, M, H)): purged k-fold (``ensemble.oof_folds``) out-of-fold base
-        predictions over the window allowed at t, for the first fit (no walk-forward history yet).
-        Refits the base models: call before :meth:`fit_base`."""
+    def out_of_fold_splits(self, data: PanelData, t: int) -> tuple[np.ndarray, np.ndarray, list]:
+        """(bars, symbols, [(train, test), ...]): the window allowed at t and its purged k-fold
+        (``ensemble.oof_folds``) splits, for :meth:`out_of_fold_part`."""
         bars, symbols = self.training_rows(data, t)
         end = data.labels.sample_end[bars, symbols]
-        base = np.full((len(bars), len(self.base_names), len(self.horizons)), np.nan)
-        for tr, te in purged_kfold(bars, end, self.cfg.ensemble.oof_folds, self.cfg.embargo_bars):
-            self._fit_base_models(data, bars[tr], symbols[tr])
-            base[te] = self._predict_base(data, bars[te], symbols[te], flat(data.values, bars[te], symbols[te]))
-        done = np.isfinite(base).all(axis=(1, 2))
-        return bars[done], symbols[done], base[done]
+        return bars, symbols, list(purged_kfold(bars, end, self.cfg.ensemble.oof_folds, self.cfg.embargo_bars))
 
+    @one_blas_thread
+    def out_of_fold_part(self, data: PanelData, bars, symbols, train, test) -> np.ndarray:
+        """(len(test), M, H): base models fitted on rows ``train`` predict rows ``test`` (refits the
+        base models)."""
+        self._fit_base_models(data, bars[train], symbols[train])
+        return self._predict_base(data, bars[test], symbols[test], flat(data.values, bars[test], symbols[test]))
+
+    def out_of_fold(self, data: PanelData, t: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(bars, symbols, base (n, M, H)): purged k-fold out-of-fold base predictions over the window
+        allowed at t, for the first fit (no walk-forward history yet). Refits the base models: call
+        before :meth:`fit_base`."""
+        bars, symbols, splits = self.out_of_fold_splits(data, t)
+        return out_of_fold_rows(bars, symbols, splits, [self.out_of_fold_part(data, bars, symbols, tr, te)
+                                                        for tr, te in splits], len(self.base_names), len(self.horizons))
+
+    @one_blas_thread
     def fit_meta(self, data: PanelData, t: int, bars: np.ndarray, symbols: np.ndarray,
                  base: np.ndarray) -> "EnsemblePredictor":
         """Stacking, calibration and bounds from out-of-sample base predictions ``base`` (n, M, H) at
@@ -262,21 +292,30 @@ class EnsemblePredictor:
     def predict(self, data: PanelData, bars: np.ndarray, symbols: np.ndarray) -> Predictions:
         """Everything the strategy reads, for rows (bars, symbols), in one batched call per model.
         Reads features and prices up to each row's bar only."""
+        return self.combine(data, self.predict_base(data, bars, symbols))
+
+    @one_blas_thread
+    def predict_base(self, data: PanelData, bars, symbols) -> dict[str, np.ndarray]:
+        """The part of :meth:`predict` the meta-learner is not needed for: the base, timing,
+        stop-loss, regime and volatility models' outputs (a walk-forward fold's task computes it)."""
         bars, symbols = np.asarray(bars, np.int64), np.asarray(symbols, np.int64)
         X = flat(data.values, bars, symbols)
-        base = self._predict_base(data, bars, symbols, X)
-        expected = self.meta.predict(base)
-        prob = np.column_stack([c.predict(expected[:, h]) for h, c in enumerate(self.calibrators)])
-        scale = trailing_volatility_at(data.close, bars, symbols, self.cfg.volatility.realised_bars)[:, None] \
-            * np.sqrt(self.horizons)
         timing = self.timing.predict(self.inputs(self.timing.plugin, data, bars, symbols, X))
-        return Predictions(
-            bars=bars, symbols=symbols, expected_return=expected, prob_up=prob,
-            lower=expected + self.bounds[:, 0] * scale, upper=expected + self.bounds[:, 1] * scale,
-            volatility=self.volatility.predict(data.close, bars, symbols),
-            regime=self.regime.predict(market_features(data.close, self.cfg.regime.vol_bars), bars),
-            entry_timing=timing[:, 0], exit_timing=timing[:, 1], stop_distance=self.stop.predict(X),
-            confidence=prob[:, self.decision_index], base=base)
+        return {"bars": bars, "symbols": symbols, "base": self._predict_base(data, bars, symbols, X),
+                "volatility": self.volatility.predict(data.close, bars, symbols),
+                "regime": self.regime.predict(market_features(data.close, self.cfg.regime.vol_bars), bars),
+                "entry_timing": timing[:, 0], "exit_timing": timing[:, 1], "stop_distance": self.stop.predict(X)}
+
+    @one_blas_thread
+    def combine(self, data: PanelData, parts: dict[str, np.ndarray]) -> Predictions:
+        """:meth:`predict_base`'s outputs stacked, calibrated and bounded by this predictor's
+        meta-learner."""
+        expected = self.meta.predict(parts["base"])
+        prob = np.column_stack([c.predict(expected[:, h]) for h, c in enumerate(self.calibrators)])
+        scale = trailing_volatility_at(data.close, parts["bars"], parts["symbols"],
+                                       self.cfg.volatility.realised_bars)[:, None] * np.sqrt(self.horizons)
+        return Predictions(**parts, expected_return=expected, prob_up=prob, lower=expected + self.bounds[:, 0] * scale,
+                           upper=expected + self.bounds[:, 1] * scale, confidence=prob[:, self.decision_index])
 
     @property
     def model_weights(self) -> dict[str, list[float]]:
@@ -317,3 +356,13 @@ class EnsemblePredictor:
         for key, value in state.items():
             setattr(predictor, key, value)
         return predictor
+
+
+def out_of_fold_rows(bars, symbols, splits, parts, n_models: int, n_horizons: int):
+    """(bars, symbols, base): the out-of-fold predictions ``parts`` (one per split, for its test
+    rows) put together; rows no split predicted are left out."""
+    base = np.full((len(bars), n_models, n_horizons), np.nan)
+    for (_, test), part in zip(splits, parts):
+        base[test] = part
+    done = np.isfinite(base).all(axis=(1, 2))
+    return bars[done], symbols[done], base[done]

@@ -16,9 +16,9 @@ At each retrain t (:meth:`WalkForward.retrain`):
 :meth:`WalkForward.predict` records the base predictions it makes into that history, so calling it
 per bar (live) or per fold (backtest) leaves the same history and the same next models.
 
-Backtest::
+Backtest (the fits as independent tasks on an executor, ``models.executor``; same numbers on any)::
 
-    result = WalkForward(cfg.models, seed, progress=True).run(data)
+    result = WalkForward(cfg.models, seed, progress=True).run(data, executor=SerialExecutor())
     result.predictions.grid("confidence", data.n_bars, n_symbols)   # (T, N), NaN before the first fit
 
 Live, each new bar t (``data`` holds the bars up to t; labels are computed from them)::
@@ -35,9 +35,10 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from models.dataset import PanelData, flat, valid_rows
+from models.executor import SerialExecutor
 from models.plugins import PLUGINS
-from models.predictor import EnsemblePredictor, Predictions
-from models.search import random_search
+from models.predictor import EnsemblePredictor, Predictions, out_of_fold_rows
+from models.search import search
 from models.splits import retrain_points
 
 
@@ -66,13 +67,15 @@ class WalkForwardResult:
     base_names: list[str]
     horizons: tuple[int, ...]
     predictor: EnsemblePredictor  # as fitted at the last retrain
+    seconds: dict[str, float] = field(default_factory=dict)   # wall time of run()'s phases
 
 
 class WalkForward:
     """The walk-forward state: the predictor, the out-of-sample history, the search count."""
 
-    def __init__(self, cfg, seed: int, progress: bool = False):
-        self.cfg, self.seed, self.progress = cfg, int(seed), progress
+    def __init__(self, cfg, seed: int, progress: bool = False, search_journal=None):
+        """search_journal: a file for Optuna's journal of every search trial (None: kept in memory)."""
+        self.cfg, self.seed, self.progress, self.search_journal = cfg, int(seed), progress, search_journal
         self.predictor = EnsemblePredictor(cfg, seed)
         self._history: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # bar -> (symbols, base (n, M, H))
         self._searched = False
@@ -88,22 +91,12 @@ class WalkForward:
         return t >= first and (t - first) % self.cfg.retrain_every == 0
 
     # ---- one retrain ----------------------------------------------------------------------------
-    def _search(self, data: PanelData, t: int) -> int:
+    def _search(self, data: PanelData, t: int, executor=None) -> int:
         s = self.cfg.search
-        due = s.schedule == "every" or (s.schedule == "first" and not self._searched)
-        names = [n for n in s.models if n in self.predictor.base_names]
-        if not due or not names:
+        if not (s.schedule == "every" or (s.schedule == "first" and not self._searched)):
             return 0
         self._searched = True
-        bars, symbols = self.predictor.training_rows(data, t)
-        X, y = flat(data.values, bars, symbols), data.labels.returns[bars, symbols]
-        end = data.labels.sample_end[bars, symbols]
-        tried = 0
-        for k, name in enumerate(names):
-            result = random_search(PLUGINS[name], self.predictor.params[name], s.space.get(name, {}), s.draws,
-                                   X, y, bars, end, s.folds, self.cfg.embargo_bars, self.seed + k, self.cfg.threads)
-            self.predictor.set_params(name, result.best_params)
-            tried += result.n_tried
+        tried = search_window(self.predictor, data, t, self.seed, executor, self.search_journal)
         self.n_configurations += tried
         return tried
 
@@ -151,23 +144,158 @@ class WalkForward:
         return predictions
 
     # ---- a whole history --------------------------------------------------------------------------
-    def run(self, data: PanelData, first: int | None = None, end: int | None = None) -> WalkForwardResult:
+    def run(self, data: PanelData, first: int | None = None, end: int | None = None,
+            executor=None) -> WalkForwardResult:
         """Retrain on schedule and predict every bar from ``first`` to ``end`` (default: the last bar),
-        one batch per fold."""
+        one batch per fold; the same numbers as :meth:`retrain` and :meth:`predict` bar by bar.
+
+        The expensive part runs as independent tasks on ``executor`` (``models.executor``; default:
+        in this process): the first window's out-of-fold fits and every fold's base models with
+        their predictions for the fold's bars, all reading the feature panel shared once. Only
+        the meta-learner needs the folds in order (it learns from earlier folds' out-of-sample
+        predictions); it is fitted fold by fold afterwards, and is cheap. The last fold is fitted
+        here, so this object ends as a bar-by-bar run would (ready for :meth:`predict`)."""
+        executor = executor or SerialExecutor()
+        began_run = time.perf_counter()
         first = self.first_retrain(data) if first is None else first
         stop = data.n_bars if end is None else end + 1
-        points = retrain_points(stop, first, self.cfg.retrain_every)
-        folds, parts = [], []
-        for i, t in enumerate(tqdm(points, desc="walk-forward", unit="fold", disable=not self.progress)):
-            info = self.retrain(data, int(t))
-            test_end = (int(points[i + 1]) if i + 1 < len(points) else stop) - 1
-            start = time.perf_counter()
-            predictions = self.predict(data, np.arange(t, test_end + 1))
-            info["seconds"]["predict"] = time.perf_counter() - start
-            folds.append(Fold(index=i, test_start=int(t), test_end=test_end, n_test=len(predictions), **info))
-            parts.append(predictions)
-        if not parts:
+        points = [int(t) for t in retrain_points(stop, first, self.cfg.retrain_every)]
+        if not points:
             raise ValueError(f"no retrain point: the data has {data.n_bars} bars, "
                              f"the first retrain would be bar {first}")
+        test_ends = [t - 1 for t in points[1:]] + [stop - 1]
+        every = self.cfg.search.schedule == "every"
+        start = time.perf_counter()
+        tried_first = 0 if every else self._search(data, points[0], executor)
+        search_seconds = time.perf_counter() - start
+
+        shared = executor.share(data)
+        jobs, oof = [], None
+        if not self._history:                      # the first window's out-of-fold predictions seed it
+            oof = self.predictor.out_of_fold_splits(data, points[0])
+            jobs = [_OutOfFoldJob(self.cfg, self.seed, dict(self.predictor.params), oof[0], oof[1], tr, te)
+                    for tr, te in oof[2]]
+        jobs += [_FoldJob(self.cfg, self.seed, dict(self.predictor.params), t, test_end, every, self.search_journal)
+                 for t, test_end in zip(points[:-1], test_ends[:-1])]
+        began = time.perf_counter()
+        done = executor.map(_run_job, jobs, shared=shared, desc="walk-forward", progress=self.progress)
+        if oof is not None:
+            self._record(*out_of_fold_rows(*oof, done[: len(oof[2])], len(self.predictor.base_names),
+                                           len(self.predictor.horizons)))
+        fits = done[len(jobs) - (len(points) - 1):]
+        tasks_seconds = time.perf_counter() - began
+        fits.append(_fit_fold(data, _FoldJob(self.cfg, self.seed, dict(self.predictor.params), points[-1],
+                                              test_ends[-1], every, self.search_journal), self.predictor))
+        self.n_configurations += sum(f.configurations for f in fits)      # the "every" schedule's
+
+        folds, parts = [], []
+        for i, (t, test_end, fit) in enumerate(tqdm(list(zip(points, test_ends, fits)), desc="stacking", unit="fold",
+                                                    disable=not self.progress)):
+            began = time.perf_counter()
+            for bar in [b for b in self._history if b <= t - self.cfg.ensemble.meta_window_bars]:
+                del self._history[bar]
+            self.predictor.fit_meta(data, t, *self._history_rows())
+            predictions = self.predictor.combine(data, fit.parts)
+            self._record(predictions.bars, predictions.symbols, predictions.base)
+            meta = time.perf_counter() - began
+            seconds = {**fit.seconds, "meta": meta, "total": fit.seconds["total"] + meta}
+            if i == 0:
+                seconds.update({"search": search_seconds} if tried_first else {})
+            p = self.predictor
+            folds.append(Fold(index=i, fit_bar=t, train_start=fit.train_range[0], train_end=fit.train_range[1],
+                              test_start=t, test_end=test_end, n_train=fit.n_train, n_meta=p.n_meta,
+                              n_test=len(predictions), configurations=fit.configurations + (tried_first if i == 0 else 0),
+                              seconds=seconds, model_weights=p.model_weights,
+                              feature_importance=fit.feature_importance))
+            parts.append(predictions)
+        total = time.perf_counter() - began_run
         return WalkForwardResult(Predictions.concat(parts), folds, self.n_configurations, self.predictor.base_names,
-                                 self.predictor.horizons, self.predictor)
+                                 self.predictor.horizons, self.predictor,
+                                 {"search": search_seconds, "tasks": tasks_seconds,
+                                  "last_fold_and_meta": total - search_seconds - tasks_seconds, "total": total})
+
+
+def search_window(predictor: EnsemblePredictor, data: PanelData, t: int, seed: int, executor=None,
+                  journal=None) -> int:
+    """The hyperparameter search (``[models.search]``) inside the window allowed at t: each searched
+    base model gets the best parameters found; returns the configurations tried. ``journal``:
+    Optuna's journal file (a study per model and bar), None to keep it in memory."""
+    s, cfg = predictor.cfg.search, predictor.cfg
+    names = [n for n in s.models if n in predictor.base_names]
+    if not names:
+        return 0
+    bars, symbols = predictor.training_rows(data, t)
+    X, y = flat(data.values, bars, symbols), data.labels.returns[bars, symbols]
+    end = data.labels.sample_end[bars, symbols]
+    tried = 0
+    for k, name in enumerate(names):
+        result = search(s.method, PLUGINS[name], predictor.params[name], s.space.get(name, {}), s.draws,
+                        X, y, bars, end, s.folds, cfg.embargo_bars, seed + k, cfg.threads, batch=s.batch,
+                        executor=executor, storage=journal, study_name=f"{name}-bar{t}")
+        predictor.set_params(name, result.best_params)
+        tried += result.n_tried
+    return tried
+
+
+# ---- the tasks of a run: module-level, so any executor can ship them -------------------------------
+
+@dataclass
+class _FoldJob:
+    cfg: object
+    seed: int
+    params: dict
+    fit_bar: int
+    test_end: int
+    search: bool                  # search at this retrain ([models.search] schedule = "every")
+    journal: object = None        # the search's journal file
+
+
+@dataclass
+class _OutOfFoldJob:
+    cfg: object
+    seed: int
+    params: dict
+    bars: np.ndarray
+    symbols: np.ndarray
+    train: np.ndarray
+    test: np.ndarray
+
+
+@dataclass
+class _FoldFit:
+    parts: dict                   # EnsemblePredictor.predict_base for the fold's rows
+    train_range: tuple[int, int]
+    n_train: int
+    configurations: int
+    seconds: dict
+    feature_importance: np.ndarray | None
+
+
+def _predictor(job) -> EnsemblePredictor:
+    predictor = EnsemblePredictor(job.cfg, job.seed)
+    for name, params in job.params.items():
+        predictor.set_params(name, params)
+    return predictor
+
+
+def _fit_fold(data: PanelData, job: _FoldJob, predictor: EnsemblePredictor | None = None) -> _FoldFit:
+    """One fold: (its search,) its base models, and their outputs for every usable row of its bars."""
+    predictor = predictor or _predictor(job)
+    start = time.perf_counter()
+    tried = search_window(predictor, data, job.fit_bar, job.seed, journal=job.journal) if job.search else 0
+    searched = time.perf_counter() - start
+    predictor.fit_base(data, job.fit_bar)
+    began = time.perf_counter()
+    bars = np.arange(job.fit_bar, job.test_end + 1)
+    ok = valid_rows(data, job.cfg.min_feature_fraction, bars)
+    parts = predictor.predict_base(data, bars[np.nonzero(ok)[0]], np.nonzero(ok)[1])
+    seconds = {**predictor.seconds, "predict": time.perf_counter() - began, "total": time.perf_counter() - start}
+    if tried:
+        seconds["search"] = searched
+    return _FoldFit(parts, predictor.train_bars_range, predictor.n_train, tried, seconds, predictor.feature_importance())
+
+
+def _run_job(data: PanelData, job) -> object:
+    if isinstance(job, _FoldJob):
+        return _fit_fold(data, job)
+    return _predictor(job).out_of_fold_part(data, job.bars, job.symbols, job.train, job.test)

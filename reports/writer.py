@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -75,6 +76,10 @@ def write_run(out: Path, result, *, plot: bool = True, sections=(), alarms=(), e
     if lines is not None:   # the plan's one line per decision
         (out / "decisions.log").write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
         written["decisions.log"] = str(out / "decisions.log")
+    journal = getattr(result.strategy, "search_journal", None)
+    if journal is not None and Path(journal).exists():   # every trial of the hyperparameter searches
+        shutil.copyfile(journal, out / "search.journal")
+        written["search.journal"] = str(out / "search.journal")
     images: dict[str, str] = {}
     if plot:
         equity = result.records.equity.set_index(pd.to_datetime(result.records.equity["datetime"]))["equity"]

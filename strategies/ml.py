@@ -20,7 +20,8 @@ The plan, each bar (numbers in ``[ml]`` and ``[risk]``):
    held for the symbol) or on a reversed signal (``signal``: P(rise)
    below ``ml.signal_exit_confidence`` with a negative expected return); halve once when confidence
    fell by more than ``risk.confidence_drop_halve`` from entry; switch the stop to a stop-trail order
-   once the gain reaches ``risk.trail_activation`` where momentum and ADX say a trailing stop fits;
+   once the gain reaches ``risk.trail_activation`` where momentum and ADX say a trailing stop fits
+   (the take-profit is then dropped: see ``replace_exits``);
    else raise the stop to the model's new optimal stop when it moved by more than
    ``risk.stop_move_threshold`` of the entry; move the target when the prediction moves it by more than
    ``risk.target_update_threshold``. The stop and the target are real orders (stop / stop-trail
@@ -181,6 +182,11 @@ class MLStrategy(PortfolioStrategy):
         return False
 
     # ---- what the run's report reads ------------------------------------------------------------
+    @property
+    def search_journal(self):
+        """Optuna's journal of the run's hyperparameter search trials (a file, once a search ran)."""
+        return self.signals.walk.search_journal
+
     def walk_forward(self):
         """(``WalkForwardResult``, ``PanelData``) of the run, or None when no model was fitted."""
         result = self.signals.result()

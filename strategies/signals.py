@@ -14,11 +14,14 @@ backtest's ``walk_forward`` section evaluates.
 from __future__ import annotations
 
 import logging
+import tempfile
+from pathlib import Path
 
 import numpy as np
 
 from common.errors import UserError
 from models.dataset import PanelData, valid_rows
+from models.executor import executor_from_config
 from models.predictor import Predictions
 from models.walkforward import Fold, WalkForward, WalkForwardResult
 
@@ -53,7 +56,10 @@ class WalkForwardSignals:
         """given: (WalkForwardResult, PanelData) of a walk-forward already run over these very bars
         (benchmarks: inference without training); runonce only."""
         self.cfg, self.hub = cfg, hub
-        self.walk = WalkForward(cfg.models, seed, progress=progress)
+        # the search's trial journal, copied into the run's folder by the report writer
+        self._journal = tempfile.TemporaryDirectory(prefix="search-")
+        self.walk = WalkForward(cfg.models, seed, progress=progress,
+                                search_journal=Path(self._journal.name) / "search.journal")
         self._result, self.data = given if given is not None else (None, None)
         # bar by bar
         self._panel: _GrowingPanel | None = None
@@ -113,7 +119,7 @@ class WalkForwardSignals:
         panel, prices = self.hub.panel, self.hub.price_grid()
         self.data = self._panel_data(panel.values, prices["close"], prices["high"], prices["low"], panel.times)
         try:
-            self._result = self.walk.run(self.data)
+            self._result = self.walk.run(self.data, executor=executor_from_config(self.cfg))
         except ValueError as exc:
             m = self.cfg.models
             raise UserError(f"the ml strategy cannot train: {exc}; it needs the features' warm-up plus "

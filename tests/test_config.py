@@ -4,7 +4,7 @@ import datetime as dt
 import pytest
 
 from common.errors import ConfigError
-from config import DEFAULT_PATH, config_hash, load_config
+from config import DEFAULT_PATH, config_hash, load_config, results_config
 
 
 def write(tmp_path, text):
@@ -74,3 +74,15 @@ def test_config_is_frozen_and_hash_is_stable():
     assert config_hash(cfg) == config_hash(load_config())
     assert config_hash(cfg) != config_hash(load_config(overrides={"backtest.seed": 1}))
     assert DEFAULT_PATH.name == "default.toml"
+
+
+def test_where_work_runs_or_is_kept_changes_no_recorded_config():
+    """The executor and the feature cache's location decide where the work runs or is kept, not what
+    it computes: a run on Ray or from the cache records the same config and hash. Storing features
+    as float32 changes values, so it counts."""
+    base = load_config()
+    elsewhere = load_config(overrides={"executor.kind": "ray", "executor.address": "10.0.0.1:6379",
+                                       "features.cache": False, "features.cache_dir": "/tmp/x"})
+    assert results_config(elsewhere) == results_config(base) and config_hash(elsewhere) == config_hash(base)
+    assert "executor" not in results_config(base) and "cache_dtype" in results_config(base)["features"]
+    assert config_hash(load_config(overrides={"features.cache_dtype": "float32"})) != config_hash(base)

@@ -2,6 +2,8 @@
 a live-like feed (no preload: bars arrive one by one), equal the engine's batch to 1e-9."""
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
 
@@ -124,3 +126,25 @@ def test_hub_without_banks_reads_the_batch_in_runonce(engine, bars, expected):
     strategy = cerebro.run()[0]
     assert strategy.features.calendar_bars == 0  # no bar went through the stream
     np.testing.assert_array_equal(np.stack(strategy.rows), expected.values)
+
+
+def test_a_backtest_and_the_command_line_share_the_feature_cache(bars, tmp_path, caplog):
+    """The hub keys the cache on Backtrader's preloaded lines, ``train`` and ``features`` on the loaded
+    frames: the same bars are the same entry, whichever computed it first."""
+    from features.cache import batch_panel
+    from features.registry import default_config
+
+    settings = default_config().model_copy(update={"cache": True, "cache_dir": str(tmp_path)})
+    engine = FeatureEngine(build_registry(), list(bars), sectors=load_sector_map(ROOT / "data" / "sectors.csv"),
+                           config=settings)
+    cerebro = bt.Cerebro(stdstats=False, runonce=True)
+    for symbol, frame in bars.items():
+        cerebro.adddata(bars_to_feed(symbol, frame), name=symbol)
+    cerebro.addstrategy(RowsOnly, engine=engine)
+    strategy = cerebro.run()[0]
+    assert len(list(tmp_path.glob("*.npy"))) == 1
+    with caplog.at_level(logging.INFO, logger="features"):
+        panel = batch_panel(engine, bars)
+    assert [r.getMessage()[:17] for r in caplog.records if r.name == "features"] == ["feature cache hit"]
+    assert len(list(tmp_path.glob("*.npy"))) == 1
+    np.testing.assert_array_equal(panel.data, strategy.features.panel.data)

@@ -98,3 +98,24 @@ def test_evaluation_section_has_a_row_per_fold_and_the_baselines(small_run):
     assert len(report["reliability"]) == 10
     assert sum(b["count"] for b in report["reliability"]) == report["samples"]
     json.dumps(to_jsonable(report), allow_nan=False)         # metrics.json has no NaN
+
+
+def test_max_train_rows_fits_on_a_seeded_sample_of_the_window(sample_prices, sample_features):
+    """A window with more samples than ``max_train_rows`` trains on a random sample of them: the
+    same for the same seed and bar (backtest and live agree), causal like the whole window."""
+    from models.predictor import EnsemblePredictor
+
+    whole_cfg = small_models_cfg(max_train_rows=0)
+    capped_cfg = small_models_cfg(max_train_rows=300)
+    data = panel_data(sample_prices, sample_features[0], whole_cfg, symbols=slice(0, 6), bars=slice(0, 420))
+    t = 300
+    bars, symbols = EnsemblePredictor(whole_cfg, seed=2).training_rows(data, t)
+    assert len(bars) > 300
+    capped = EnsemblePredictor(capped_cfg, seed=2).training_rows(data, t)
+    assert len(capped[0]) == 300 and np.all(np.diff(capped[0]) >= 0)        # time order kept
+    assert set(zip(*capped)) <= set(zip(bars, symbols))
+    assert_array_equal(EnsemblePredictor(capped_cfg, seed=2).training_rows(data, t)[1], capped[1])
+    assert not np.array_equal(EnsemblePredictor(capped_cfg, seed=3).training_rows(data, t)[1], capped[1])
+    result = WalkForward(capped_cfg, seed=2).run(data)
+    assert all(f.n_train == min(300, len(EnsemblePredictor(whole_cfg, 2).training_rows(data, f.fit_bar)[0]))
+               for f in result.folds)
