@@ -34,7 +34,6 @@ class SerialExecutor:
     """Every task in this process, in order."""
 
     name = "serial"
-    width = 1
 
     def share(self, value: Any) -> Any:
         return value
@@ -43,9 +42,6 @@ class SerialExecutor:
             progress: bool = False) -> list:
         items = list(items)
         return [fn(shared, item) for item in tqdm(items, desc=desc, disable=not progress or len(items) < 2)]
-
-    def close(self) -> None:
-        pass
 
 
 class RayExecutor:
@@ -74,7 +70,6 @@ class RayExecutor:
             ray.init(address=address or None, num_cpus=None if address else num_cpus, runtime_env=env,
                      include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
             log.info("ray: %s, %s CPUs", address or "local", ray.cluster_resources().get("CPU"))
-        self.width = max(1, int(ray.cluster_resources().get("CPU", 1)) // self.cpus_per_task)
         self._run = ray.remote(_call)
 
     def share(self, value: Any) -> Any:
@@ -103,9 +98,6 @@ class RayExecutor:
                                      f"{type(cause).__name__}: {cause}") from cause
                 bar.update()
         return results
-
-    def close(self) -> None:
-        pass    # a Ray started here stops with the process (ray registers that itself)
 
 
 class TaskFailed(RuntimeError):

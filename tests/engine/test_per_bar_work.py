@@ -11,25 +11,11 @@ from config import load_config
 from engine.backtest import build_cerebro
 from engine.compat import bt
 from feeds.loader import load_universe
-from strategies.base import PortfolioStrategy
+from tests.strategies.test_delisting import HoldEverything
 
 pytestmark = pytest.mark.slow
 
 LAST = 30
-
-
-class HoldsAndRecords(PortfolioStrategy):
-    """Buys 10 shares of each symbol once, then holds: the clock, the broker, the records and the
-    observers run every bar, with positions open."""
-
-    @classmethod
-    def required_bars(cls, cfg) -> int:
-        return 5
-
-    def decide(self, now, fresh):
-        for d in fresh:
-            if self.tradable(d) and d._name not in self.positions_plan:
-                self.enter_long(d, 10, stop_price=None)
 
 
 class CallCounter(bt.Analyzer):
@@ -57,7 +43,7 @@ class CallCounter(bt.Analyzer):
 
 
 def calls_per_bar(bars) -> list[int]:
-    cerebro = build_cerebro(load_config(), bars, strategy_cls=HoldsAndRecords, runonce=False)
+    cerebro = build_cerebro(load_config(), bars, strategy_cls=HoldEverything, runonce=False)
     cerebro.addanalyzer(CallCounter, _name="calls", total=len(next(iter(bars.values()))))
     return cerebro.run()[0].analyzers.calls.counts
 
