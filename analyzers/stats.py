@@ -6,7 +6,10 @@ same way (252 trading days). Trade metrics are counts and means over ``trades.cs
 can re-derive them from the file. Drawdowns are reported as positive fractions (0.15 = 15%).
 
 The probabilistic and deflated Sharpe ratios follow Bailey and Lopez de Prado:
-"The Sharpe Ratio Efficient Frontier" (2012) and "The Deflated Sharpe Ratio" (2014).
+"The Sharpe Ratio Efficient Frontier" (2012) and "The Deflated Sharpe Ratio" (2014). Active-return
+figures (excess return, tracking error, information ratio) compare the equity with a benchmark curve
+(buy-and-hold) on the same days. The Sharpe ratio's and the information ratio's intervals come from
+one moving-block bootstrap (:func:`moving_block_bootstrap`).
 """
 from __future__ import annotations
 
@@ -264,27 +267,51 @@ def deflated_sharpe_ratio(sharpe: float, n_obs: int, skew: float, kurtosis: floa
                                       benchmark_sharpe=expected_max_sharpe(n_trials, trials_sharpe_variance))
 
 
-def bootstrap_sharpe_interval(returns: pd.Series | np.ndarray, *, n_samples: int = 1000, block: int = 20,
-                              alpha: float = 0.05, seed: int = 0,
-                              periods: int = TRADING_DAYS) -> tuple[float, float]:
-    """A (1 - alpha) interval for the annualised Sharpe ratio by moving-block bootstrap.
-
-    Blocks of ``block`` consecutive returns keep the short-range dependence of daily returns.
-    """
-    r = np.asarray(returns, dtype=float)
+def moving_block_bootstrap(values: pd.Series | np.ndarray, *, n_samples: int = 1000, block: int = 20,
+                           seed: int = 0) -> np.ndarray:
+    """``n_samples`` resamples of ``values`` (NaNs dropped), each as long as the series, made of blocks of
+    ``block`` consecutive values drawn with replacement (Kuensch 1989): blocks keep the short-range
+    dependence of daily returns. Returns an (n_samples, n) array; (n_samples, 0) when fewer than two
+    blocks' worth of values."""
+    r = np.asarray(values, dtype=float)
     r = r[np.isfinite(r)]
     n = len(r)
-    if n < 2 * block or r.std() == 0:
-        return (float("nan"), float("nan"))
+    if n < 2 * block:
+        return np.empty((n_samples, 0))
     rng = np.random.default_rng(seed)
     n_blocks = int(math.ceil(n / block))
     starts = rng.integers(0, n - block + 1, size=(n_samples, n_blocks))
     idx = (starts[:, :, None] + np.arange(block)[None, None, :]).reshape(n_samples, -1)[:, :n]
-    sample = r[idx]
-    sd = sample.std(axis=1, ddof=1)
-    sharpe = np.where(sd > 0, sample.mean(axis=1) / np.where(sd > 0, sd, 1.0), 0.0) * math.sqrt(periods)
-    lo, hi = np.quantile(sharpe, [alpha / 2, 1 - alpha / 2])
+    return r[idx]
+
+
+def annualised_ratio(samples: np.ndarray, periods: int = TRADING_DAYS) -> np.ndarray:
+    """mean / standard deviation x sqrt(periods) of each row (0 where a row has no spread): the Sharpe
+    ratio of returns, the information ratio of active returns."""
+    sd = samples.std(axis=1, ddof=1)
+    return np.where(sd > 0, samples.mean(axis=1) / np.where(sd > 0, sd, 1.0), 0.0) * math.sqrt(periods)
+
+
+def bootstrap_interval(values: pd.Series | np.ndarray, statistic=annualised_ratio, *, n_samples: int = 1000,
+                       block: int = 20, alpha: float = 0.05, seed: int = 0) -> tuple[float, float]:
+    """A (1 - alpha) percentile interval of ``statistic`` (rows of resamples -> one value each) by
+    :func:`moving_block_bootstrap`; NaNs when the series is too short or has no spread."""
+    r = np.asarray(values, dtype=float)
+    r = r[np.isfinite(r)]
+    if len(r) < 2 * block or r.std() == 0:
+        return (float("nan"), float("nan"))
+    sample = moving_block_bootstrap(r, n_samples=n_samples, block=block, seed=seed)
+    lo, hi = np.quantile(statistic(sample), [alpha / 2, 1 - alpha / 2])
     return (float(lo), float(hi))
+
+
+def bootstrap_sharpe_interval(returns: pd.Series | np.ndarray, *, n_samples: int = 1000, block: int = 20,
+                              alpha: float = 0.05, seed: int = 0,
+                              periods: int = TRADING_DAYS) -> tuple[float, float]:
+    """A (1 - alpha) interval for the annualised Sharpe ratio by moving-block bootstrap
+    (:func:`bootstrap_interval`)."""
+    return bootstrap_interval(returns, lambda sample: annualised_ratio(sample, periods), n_samples=n_samples,
+                              block=block, alpha=alpha, seed=seed)
 
 
 def sharpe_uncertainty(equity: pd.Series, *, n_samples: int, seed: int, n_trials: int | None = None) -> dict:
@@ -310,6 +337,38 @@ def sharpe_uncertainty(equity: pd.Series, *, n_samples: int, seed: int, n_trials
     if n_trials is not None:
         out["deflated_sharpe"] = _finite(deflated_sharpe_ratio(sr, n, skew, kurtosis, max(int(n_trials), 1),
                                                                1.0 / (n - 1)))
+    return out
+
+
+def active_return_metrics(equity: pd.Series, benchmark: pd.Series, *, n_samples: int, seed: int) -> dict:
+    """The strategy against a benchmark curve over the same bars (buy-and-hold in metrics.json):
+
+    excess_return         total return of ``equity`` minus the benchmark's, first bar to last
+    tracking_error        std(a) x sqrt(252), a = daily return of equity - daily return of the benchmark
+    information_ratio     mean(a) / std(a) x sqrt(252) (annualised mean active return / tracking error)
+    information_ratio_ci_95  its moving-block bootstrap interval (:func:`bootstrap_interval`, as the Sharpe's)
+
+    Daily returns as :func:`daily_returns` takes them, on the days both curves have. The ratio and its
+    interval are None without at least 3 active returns with some spread (the same curve twice has none).
+    """
+    equity, benchmark = equity.dropna().astype(float), benchmark.dropna().astype(float)
+    both = equity.index.intersection(benchmark.index)
+    equity, benchmark = equity.loc[both], benchmark.loc[both]
+    out = {"excess_return": None, "tracking_error": None, "information_ratio": None,
+           "information_ratio_ci_95": [None, None]}
+    if len(both) == 0:
+        return out
+    out["excess_return"] = float(equity.iloc[-1] / equity.iloc[0] - benchmark.iloc[-1] / benchmark.iloc[0])
+    active = (daily_returns(equity) - daily_returns(benchmark)).dropna()
+    if len(active) < 2:
+        return out
+    sd = float(active.std())
+    out["tracking_error"] = sd * math.sqrt(TRADING_DAYS)
+    if len(active) < 3 or sd <= 1e-12:
+        return out
+    lo, hi = bootstrap_interval(active, n_samples=n_samples, seed=seed)
+    out.update(information_ratio=_finite(float(active.mean()) / sd * math.sqrt(TRADING_DAYS)),
+               information_ratio_ci_95=[_finite(lo), _finite(hi)])
     return out
 
 

@@ -82,6 +82,26 @@ class MLStrategyConfig(Section):
     signal_exit_confidence: float = Field(ge=0, le=1, description="exit (reason signal) when the calibrated P(rise) falls below this and the expected return is negative")
 
 
+class MLRankConfig(Section):
+    """The ``ml_rank`` strategy: hold the symbols the ensemble ranks highest, with hysteresis (Qlib's top-k dropout)."""
+
+    rebalance_bars: int = Field(ge=1, description="rank and rebalance at the first bar with predictions, then every this many bars")
+    top_k: int = Field(ge=1, description="hold the top_k symbols by the ensemble's expected return at the decision horizon (at most risk.max_positions)")
+    keep_k: int = Field(ge=1, description="a holding is sold only once it ranks below keep_k (at least top_k): fewer trades than selling whatever leaves the top_k")
+    target_exposure: float = Field(gt=0, le=1, description="new entries share the room between this share of equity and what is held or pending (at most risk.max_total_weight)")
+    cash_buffer: float = Field(ge=0, lt=1, description="share of equity the buys leave in cash: they are sized at the close and fill at the next open, and a book spent to the last dollar has its last buy refused for want of cash when the open gaps up")
+    weights: Literal["equal", "mean_variance"] = Field(description="equal: equal shares of the room, each at most risk.max_position_weight; mean_variance: the cvxpy sizer's weights (Ledoit-Wolf covariance, caps per name and sector) scaled to fill the room")
+    stops: bool = Field(description="an initial stop order with each entry (the ml plan's stop rules, risk.stop_*); false: exits by rank only")
+    score: Literal["model", "momentum_12_1"] = Field(description="what ranks the symbols: the ensemble's expected return at the decision horizon, or the 12-1 month momentum (the baseline: the same plan, stops and risk rules, a score without the models)")
+
+    @model_validator(mode="after")
+    def _hysteresis(self):
+        if self.keep_k < self.top_k:
+            raise ValueError(f"ml_rank.keep_k ({self.keep_k}) is below ml_rank.top_k ({self.top_k}): a holding "
+                             f"is kept while it ranks within keep_k, which must be at least top_k")
+        return self
+
+
 class RiskScoreWeights(Section):
     """Weights of the risk components in the one risk score (they sum to 1)."""
 
@@ -173,6 +193,7 @@ class FeaturesConfig(Section):
     cache: bool = Field(description="reuse the features computed before for the same bars, definitions and inputs (a cache on disk shared by backtest, train and features)")
     cache_dir: str = Field(min_length=1, description="folder of the feature cache (a relative path is relative to the working directory, like data.paths); delete it to reclaim the space")
     cache_dtype: Literal["float64", "float32"] = Field(description="stored and returned feature values: float64 equals a computation without the cache bit for bit; float32 halves the disk and memory, each value within 2^-24 of itself (models train on float32 anyway)")
+    normalise: Literal["none", "rank", "zscore"] = Field(description="cross-sectional normalisation of the per-symbol features (a symbol's own values, outside the cross_sectional group; not market, macro, calendar or market-wide news values: docs/features.md lists them): none keeps the raw values; rank replaces each by its percentile rank in [0, 1] among the symbols with a warm value at the bar; zscore by (x - mean) / std over them (0 where they all have the same value); names and warm-ups stay, the registry hash and feature cache key change")
 
 
 class XGBoostParams(Section):
@@ -231,10 +252,19 @@ class LSTMParams(Section):
 
 
 class LabelsConfig(Section):
-    kind: Literal["forward_return", "triple_barrier"] = Field(description="close-to-close log return, or the log return at the first barrier touched")
+    kind: Literal["forward_return", "triple_barrier", "excess_return", "cross_sectional_rank"] = Field(
+        description="close-to-close log return; the log return at the first barrier touched; the log return minus "
+                    "the equal-weight mean of the universe's over the same bars; or its rank among the bar's "
+                    "symbols scaled to [-0.5, 0.5] (the last two: targets for choosing stocks, not timing the market)")
     barrier_vol_bars: int = Field(ge=2, description="triple barrier: trailing bars of the daily volatility that scales the barriers")
     profit_target: float = Field(gt=0, description="triple barrier: upper barrier in daily volatilities x sqrt(horizon)")
     stop_loss: float = Field(gt=0, description="triple barrier: lower barrier in daily volatilities x sqrt(horizon)")
+
+
+class RankingConfig(Section):
+    objective: Literal["regression", "rank"] = Field(description="regression: the tree base models regress the target; rank: XGBoost rank:pairwise and LightGBM lambdarank, one query per bar (the networks regress it either way)")
+    grades: int = Field(ge=2, le=31, description="rank: relevance grades of the target within a bar (equal-count bins of its rank)")
+    ndcg_at: int = Field(ge=1, description="rank: early stopping watches NDCG at this many top rows of a bar (the ranked plan's top_k)")
 
 
 class SearchConfig(Section):
@@ -304,6 +334,7 @@ class ModelsConfig(Section):
     max_train_rows: int = Field(ge=0, description="at most this many samples per fit: a seeded random sample of the window's rows when it has more (0: all); bounds a fold's time on wide universes")
     threads: int = Field(ge=1, description="threads of XGBoost, LightGBM and TensorFlow")
     labels: LabelsConfig
+    ranking: RankingConfig
     xgboost: XGBoostParams
     lightgbm: LightGBMParams
     dense: DenseParams
@@ -382,6 +413,8 @@ class ReportConfig(Section):
     blueprint_targets: dict[str, float] = Field(description="the blueprint's promises, shown beside what a run achieved")
     leak_alarm_accuracy: float = Fraction
     bootstrap_samples: int = Field(ge=100)
+    configurations_tried: int = Field(ge=0, description="configurations of the plan tried by hand on the reported period (settings, strategies, universes), beside the searches' own: the deflated Sharpe counts them in n_trials")
+    quantiles: int = Field(ge=2, le=100, description="groups a bar's symbols fall into by score in the walk-forward's cross-sectional evaluation (quantile returns, top-minus-bottom spread, top-quantile turnover)")
 
 
 class ExecutorConfig(Section):
@@ -399,6 +432,7 @@ class Config(Section):
     backtest: BacktestConfig
     momentum_breakout: MomentumBreakoutConfig
     ml: MLStrategyConfig
+    ml_rank: MLRankConfig
     risk: RiskConfig
     features: FeaturesConfig
     models: ModelsConfig
@@ -412,4 +446,17 @@ class Config(Section):
             missing = sorted(set(self.models.regime.labels) - set(getattr(self.risk, table)))
             if missing:
                 raise ValueError(f"risk.{table} has no value for regime(s) {missing} (models.regime.labels)")
+        return self
+
+    @model_validator(mode="after")
+    def _ml_rank_within_risk(self):
+        # only where ml_rank trades: a file that lowers risk.max_positions for another strategy stays valid
+        rank, risk = self.ml_rank, self.risk
+        if self.backtest.strategy != "ml_rank":
+            return self
+        if rank.top_k > risk.max_positions:
+            raise ValueError(f"ml_rank.top_k ({rank.top_k}) is above risk.max_positions ({risk.max_positions})")
+        if rank.target_exposure > risk.max_total_weight:
+            raise ValueError(f"ml_rank.target_exposure ({rank.target_exposure:g}) is above risk.max_total_weight "
+                             f"({risk.max_total_weight:g})")
         return self

@@ -120,11 +120,14 @@ def walk_forward_section(cfg: Config, strategy, top_features: int = 25) -> dict 
     """The ``walk_forward`` section of metrics.json for a strategy that trains models walk-forward
     (it has ``walk_forward()``): out-of-sample scores per fold and in all at the decision horizon
     beside the always-up and last-return baselines (``models.evaluation.evaluate``), the accuracy at
-    every horizon, the mean feature importance and the configurations the searches tried."""
+    every horizon, the cross-sectional evaluation at every horizon beside the momentum and reversal
+    baselines (``cross_section``, with each fold's rank IC: ``models.factor_evaluation``), the mean
+    feature importance and the configurations the searches tried."""
     got = strategy.walk_forward() if hasattr(strategy, "walk_forward") else None
     if got is None:
         return None
     from models.evaluation import evaluate, to_jsonable
+    from models.factor_evaluation import cross_section
 
     result, data = got
     m = cfg.models
@@ -135,6 +138,11 @@ def walk_forward_section(cfg: Config, strategy, top_features: int = 25) -> dict 
         scores = section if h == m.decision_horizon else evaluate(result.predictions, data.labels, data.close, h)
         section["by_horizon"][str(h)] = {key: scores[key] for key in
                                          ("directional_accuracy", "directional_accuracy_ci95", "auc", "ic", "samples")}
+    section["cross_section"], fold_ics = cross_section(result.predictions, data.close, m.horizons, m.decision_horizon,
+                                                       result.folds, cfg.report.quantiles, time_of=data.time_of)
+    fold_ics = {f["fold"]: f for f in fold_ics}
+    for row in section["folds"]:
+        row.update(rank_ic=fold_ics[row["fold"]]["rank_ic"], rank_ic_t=fold_ics[row["fold"]]["rank_ic_t"])
     gains = [f.feature_importance for f in result.folds if f.feature_importance is not None]
     if gains:
         mean = np.mean(gains, axis=0)
@@ -148,8 +156,12 @@ def walk_forward_section(cfg: Config, strategy, top_features: int = 25) -> dict 
 def compute_metrics(cfg: Config, bars: dict[str, pd.DataFrame], rec: RunRecords,
                     bh: pd.DataFrame, walk_forward: dict | None = None) -> dict:
     """Every figure of metrics.json: the strategy's at the top level, buy-and-hold's beside them,
-    and the models' out-of-sample evaluation (``walk_forward``) when the strategy trains models;
-    its Sharpe ratio is then deflated by the configurations tried (plus the one finally used)."""
+    the active-return figures against buy-and-hold over the same bars (``excess_return``,
+    ``tracking_error``, ``information_ratio`` with its bootstrap interval), and the models'
+    out-of-sample evaluation (``walk_forward``) when the strategy trains models. The Sharpe ratio is
+    deflated by every configuration tried (``n_trials``): the searches' configurations, the one finally
+    used and ``report.configurations_tried`` (tried by hand on the reported period); for a strategy
+    without models, only when that key counts any."""
     equity = rec.equity.set_index(pd.to_datetime(rec.equity["datetime"]))["equity"]
     strategy_figures = stats.return_metrics(equity)
     strategy_figures.update(stats.trade_metrics(rec.trades, n_days=strategy_figures["n_days"] + 1))
@@ -157,9 +169,13 @@ def compute_metrics(cfg: Config, bars: dict[str, pd.DataFrame], rec: RunRecords,
     strategy_figures["stops_and_targets"] = stats.stop_target_metrics(rec.trades)
     strategy_figures["slippage_paid"] = stats.slippage_paid(strategy_figures["traded_value"], cfg.costs.slippage_bps)
     strategy_figures["costs_paid"] = strategy_figures["commission_paid"] + strategy_figures["slippage_paid"]
-    n_trials = None if walk_forward is None else walk_forward["n_configurations"] + 1
+    searched = 0 if walk_forward is None else walk_forward["n_configurations"]
+    by_hand = cfg.report.configurations_tried
+    n_trials = None if walk_forward is None and by_hand == 0 else searched + 1 + by_hand
     strategy_figures.update(stats.sharpe_uncertainty(equity, n_samples=cfg.report.bootstrap_samples,
                                                      seed=cfg.backtest.seed, n_trials=n_trials))
+    strategy_figures.update(stats.active_return_metrics(equity, bh["equity"], n_samples=cfg.report.bootstrap_samples,
+                                                        seed=cfg.backtest.seed))
     bh_figures = stats.return_metrics(bh["equity"])
     bh_figures.update(stats.sharpe_uncertainty(bh["equity"], n_samples=cfg.report.bootstrap_samples,
                                                seed=cfg.backtest.seed))

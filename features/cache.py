@@ -7,7 +7,8 @@ sha256 of everything the values depend on:
 - the bars, as the engine reads them (:class:`~features.engine.BarArrays`: symbols, times, which
   symbol has which bar, and every open, high, low, close and volume);
 - the registry: each feature's name, group, warm-up, clock and formula (its structure key, so a
-  changed parameter is another formula), and the context (sectors, news, macro);
+  changed parameter, or ``features.normalise``'s rank or z-score around a feature, is another
+  formula), and the context (sectors, news, macro);
 - the engine's other inputs: the sector groups, the news totals and the macro series it reads;
 - the ``[features]`` settings (tolerances, close time, news band; not the cache's own settings);
 - the source of the ``features`` package, the numeric libraries' versions and the machine, and

@@ -5,7 +5,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from features.registry import GROUPS, Registry, build_registry, default_config
+from features.registry import GROUPS, NOT_NORMALISED_GROUPS, Registry, build_registry, default_config, normalisable
 
 PATH = Path(__file__).resolve().parents[1] / "docs" / "features.md"
 
@@ -30,9 +30,17 @@ def _formula(text: str) -> str:
     return " ".join(first.split()).replace("|", "\\|")
 
 
+def _normalised(registry: Registry) -> list[str]:
+    """The features ``features.normalise`` would normalise (``registry`` built without it)."""
+    return [f.name for f in registry if normalisable(f.group, f.node)]
+
+
 def render(registry: Registry, tolerance: float) -> str:
     counts = Counter(registry.groups.values())
     default = build_registry()
+    normalised = set(_normalised(registry))
+    normalised_counts = Counter(f.group for f in registry if f.name in normalised)
+    partial = [f.name for f in registry if f.name not in normalised and normalised_counts[f.group]]
     lines = [
         "# Features",
         "",
@@ -51,10 +59,38 @@ def render(registry: Registry, tolerance: float) -> str:
         "starts later, that no value moves when later bars change, that the bar-by-bar evaluation "
         "equals the batch, and that features TA-Lib also computes match it.",
         "",
-        "| group | features |",
-        "|---|---|",
+        "| group | features | normalised |",
+        "|---|---|---|",
     ]
-    lines += [f"| {g} | {counts[g]} |" for g in GROUPS if counts[g]]
+    lines += [f"| {g} | {counts[g]} | {normalised_counts[g]} |" for g in GROUPS if counts[g]]
+    lines += [
+        "",
+        "## Cross-sectional normalisation",
+        "",
+        "`features.normalise` (default `\"none\"`: the raw values, as listed below) replaces each per-symbol "
+        "feature, under the same name and warm-up, by a value relative to the other symbols at the same bar: "
+        "with `\"rank\"` its percentile rank in [0, 1] (0 lowest; ties share their average rank; 0.5 for a "
+        "symbol alone), with `\"zscore\"` (x - mean) / std (population std; 0 where the values have no "
+        "spread, one symbol alone or all equal), among the symbols whose value is past its warm-up at that "
+        "bar. A symbol without a bar, or still warming up, takes no part and gets NaN, so a normalised value "
+        "is warm when the raw one is. Bar t's cross-section uses bar t's values only (earlier bars through "
+        "the feature's own formula), and it is a registry formula like the others: the batch and the "
+        "bar-by-bar evaluation compute it alike, and the registry's hash, hence the feature cache's key and "
+        "a trained model's check, change with the option.",
+        "",
+        f"Normalised: every feature whose value is the symbol's own (its bars or its news) outside the "
+        f"{', '.join(NOT_NORMALISED_GROUPS)} group, {len(set(_normalised(default)))} of the default run's "
+        f"{len(default)} and {len(normalised)} of the {len(registry)} here (the table's last column). Left "
+        "alone: features that are the same for every symbol at a bar (market, macro, calendar, and the "
+        "market-wide news values), where a rank would be a constant, and those already relative to the "
+        "other symbols (the cross_sectional group, the news rank)"
+        + (f"; in the partly normalised groups: {', '.join(f'`{n}`' for n in partial)}." if partial else ".")
+        + " A rank moves by a whole step when two symbols' values cross: where a later data start moves "
+        "near-tied raw values past each other (within `features.history_tolerance`), the normalised value "
+        "past its warm-up moves by more than that tolerance. Features in price or volume units (moving "
+        "averages, Bollinger bands, ATR, MACD, dollar volume) become ranks of the symbols' price levels, "
+        "ranges or sizes; ratios and oscillators become their relative standing.",
+    ]
     for group in GROUPS:
         members = [f for f in registry if f.group == group]
         if not members:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from features.graph import (CumSum, Lag, MARKET, Node, RollingSum, Smooth, SYMBOL, Window, CrossSection,
-                            apply, source, to_panel)
+                            apply, source, to_panel, warm)
 
 
 @dataclass(frozen=True)
@@ -209,6 +209,18 @@ def cs_rank(x: Node) -> Node:
 
 def cs_zscore(x: Node) -> Node:
     return Node(CrossSection("zscore", ""), (to_panel(x),), "panel")
+
+
+def cs_normalise(x: Node, kind: str, warmup: int) -> Node:
+    """x's cross-sectional percentile rank (``kind="rank"``: 0 lowest, 1 highest, ties averaged,
+    0.5 alone) or z-score (``"zscore"``: (x - mean) / population std, 0 where the values have no
+    spread) at each bar, among the symbols whose x is past its ``warmup`` (counted on x's clock) at
+    that bar: a symbol still warming up takes no part in the others' values, and its own value is
+    warm when x is. Values within rounding of each other (``features.graph.TIE`` x the bar's largest
+    |value|) count as equal: see :class:`features.graph.CrossSection` (``rank_tol``, ``zscore_tol``)."""
+    if kind not in ("rank", "zscore"):
+        raise ValueError(f"unknown cross-sectional normalisation {kind!r}: 'rank' or 'zscore'")
+    return Node(CrossSection(f"{kind}_tol", ""), (to_panel(warm(x, warmup)),), "panel")
 
 
 def cs_mean(x: Node) -> Node:

@@ -26,9 +26,11 @@ def engine_from_config(cfg, symbols: Sequence[str]) -> FeatureEngine:
     macro = load_macro(cfg.data.macro) if cfg.data.macro else {}
     registry = build_registry(has_news=news is not None, has_macro=sorted(macro) or False,
                               has_sectors=sectors is not None, config=cfg.features)
-    log.info("%d features for %d symbols%s", len(registry), len(symbols),
+    log.info("%d features for %d symbols%s%s", len(registry), len(symbols),
              "".join(f", {what}" for what, given in (("sectors", sectors), ("news", news is not None),
-                                                     ("macro " + ", ".join(sorted(macro)), macro)) if given))
+                                                     ("macro " + ", ".join(sorted(macro)), macro)) if given),
+             f", {len(registry.normalised)} as cross-sectional {registry.normalise}s (features.normalise)"
+             if registry.normalise != "none" else "")
     return FeatureEngine(registry, symbols, sectors=sectors, news=news, macro=macro, config=cfg.features)
 
 

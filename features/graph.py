@@ -893,6 +893,47 @@ class ToSymbol(Op):
         return step
 
 
+class Warm(Op):
+    """x from the n-th bar of its clock on, NaN before (``params = (n,)``): a value cut at a
+    warm-up, as a feature's output is. The clock is the symbol's own bars for ``SYMBOL`` and the
+    calendar for ``MARKET`` (a ``PANEL`` value has no one clock: not supported). Cross-sectional
+    normalisation (``features.registry``) ranks a feature's values only where they are warm, so a
+    symbol still warming up takes no part in the others' ranks."""
+
+    name = "warm"
+    writes_out = True
+
+    def group_key(self, node):
+        return ("warm", node.scope)
+
+    def warmup(self, node, warmup_of, tolerance):
+        return self.params[0]  # declared, like a feature's (its input may be a running total's ratio)
+
+    def batch(self, ctx, x, out=None):
+        n = min(self.params[0], len(x))
+        out = np.empty_like(x) if out is None else out
+        out[:n] = np.nan
+        out[n:] = x[n:]
+        return out
+
+    def stream_group(self, m, nodes):
+        target, src = m.output(nodes), m.inputs_of(nodes, 0)
+        n = np.array([m.nodes[i].op.params[0] for i in nodes], dtype=np.int64)[:, None]
+        own = m.nodes[nodes[0]].scope == SYMBOL
+
+        def step():
+            count = m.own_count if own else m.calendar_count  # bars before this one: this bar's number
+            np.copyto(target, np.where(count < n, np.nan, src()))
+        return step
+
+
+def warm(node: Node, n: int) -> Node:
+    """``node`` NaN before its n-th bar (see :class:`Warm`)."""
+    if node.scope == PANEL:
+        raise ValueError("warm: a panel value has no one clock to count its warm-up on")
+    return Node(Warm(int(n)), (node,), node.scope) if n > 0 else node
+
+
 def to_panel(node: Node) -> Node:
     return node if node.scope == PANEL else Node(ToPanel(node.scope), (node,), PANEL)
 
@@ -901,11 +942,13 @@ def to_symbol(node: Node) -> Node:
     return node if node.scope == SYMBOL else Node(ToSymbol(), (node,), SYMBOL)
 
 
-def _average_ranks(x: np.ndarray, groups: "Grouping | None" = None) -> tuple[np.ndarray, np.ndarray]:
+def _average_ranks(x: np.ndarray, groups: "Grouping | None" = None,
+                   tie: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """(1-based average ranks along the last axis of the valid values, NaN ranked after them in no
     particular order; number of valid values). ``groups``: x's columns are those of the grouping,
     in its order (``x[..., groups.order]``); ranks within each group (one sort by group, then
-    value), and the count of each column's group."""
+    value), and the count of each column's group. ``tie``: values that follow each other in order
+    within ``tie`` x the row's largest |value| count as equal (rounding), not only equal ones."""
     shape, n = x.shape, x.shape[-1]
     x = x.reshape(-1, n)
     nan = np.isnan(x)
@@ -921,7 +964,11 @@ def _average_ranks(x: np.ndarray, groups: "Grouping | None" = None) -> tuple[np.
     flat = order + (np.arange(x.shape[0]) * n)[:, None]  # flat index of each row's k-th smallest
     ordered = filled.take(flat)
     position = np.arange(n, dtype=np.float64)
-    tied = ordered[:, 1:] == ordered[:, :-1]
+    if tie > 0:
+        scale = np.max(np.where(nan, 0.0, np.abs(x)), axis=-1, keepdims=True)
+        tied = ordered[:, 1:] - ordered[:, :-1] <= tie * scale  # inf - inf is NaN: never tied
+    else:
+        tied = ordered[:, 1:] == ordered[:, :-1]
     if groups is not None:
         tied &= groups.same_as_previous
     if not (tied & (ordered[:, 1:] < np.inf)).any():  # no ties among values: ordinal ranks
@@ -946,10 +993,10 @@ def _average_ranks(x: np.ndarray, groups: "Grouping | None" = None) -> tuple[np.
     return ranks.reshape(shape), count.reshape(shape)
 
 
-def _rank(x: np.ndarray, groups: "Grouping | None" = None) -> np.ndarray:
+def _rank(x: np.ndarray, groups: "Grouping | None" = None, tie: float = 0.0) -> np.ndarray:
     """Percentile rank in [0, 1] along the last axis among valid values (average ties; 0.5 alone),
-    within groups when given (see ``_average_ranks``)."""
-    pct, n = _average_ranks(x, groups)
+    within groups when given (see ``_average_ranks``, and for ``tie``)."""
+    pct, n = _average_ranks(x, groups, tie)
     np.subtract(pct, 1.0, out=pct)
     np.true_divide(pct, np.maximum(n - 1, 1), out=pct)
     alone = n <= 1
@@ -1026,7 +1073,11 @@ class CrossSection(Op):
 
     kinds: ``rank`` (percentile rank), ``zscore``, ``mean`` / ``std`` (to a market value),
     ``group_mean`` / ``group_rank`` (within each group of the named grouping, e.g. "sector", which
-    the evaluator supplies; symbols in no group get NaN). The batch applies the kernel to every
+    the evaluator supplies; symbols in no group get NaN); and the cross-sectional normalisation's
+    ``rank_tol`` / ``zscore_tol``, which count values within ``TIE`` x the bar's largest |value| of
+    each other as equal, so that rounding (100 vs 99.99999999999999) neither orders symbols nor makes
+    a spread: ``rank_tol`` ranks them as ties, ``zscore_tol`` is 0 for every symbol where the spread
+    is within rounding (one symbol alone, or all equal). The batch applies the kernel to every
     calendar row, the stream to one row per node.
     """
 
@@ -1043,6 +1094,16 @@ class CrossSection(Op):
         if kind == "zscore":
             centred = x - _mean(x)
             return _div(centred, _std(x, centred))
+        if kind == "rank_tol":
+            return _rank(x, tie=TIE)
+        if kind == "zscore_tol":
+            centred = x - _mean(x)
+            spread = _std(x, centred)
+            z = _div(centred, spread)
+            flat = spread <= TIE * np.max(np.where(np.isnan(x), 0.0, np.abs(x)), axis=-1, keepdims=True)
+            if flat.any():
+                z[np.broadcast_to(flat, z.shape) & ~np.isnan(x)] = 0.0
+            return z
         if kind == "group_mean":
             return grouping.mean(x)
         if kind == "group_rank":

@@ -5,6 +5,14 @@ declaration (name template, group, parameter grid, required context, optional wa
 optional TA-Lib oracle) and returns a :class:`FeatureDef`. :func:`build_registry` collects the
 definitions of the group modules in order, expands the grids for a context (which optional inputs
 exist) and returns an immutable :class:`Registry`.
+
+Cross-sectional normalisation (``features.normalise``, :data:`NORMALISE`): with ``"rank"`` or
+``"zscore"`` every normalisable feature (:func:`normalisable`: a per-symbol value outside the
+``cross_sectional`` group) keeps its name and warm-up but its graph becomes
+``cs_normalise(node, kind, warmup)`` (:func:`features.formulas.cs_normalise`): at each bar, the
+percentile rank or z-score of its value among the symbols that have a (warm) value at that bar. It
+is a graph like any other, so the batch and the bar-by-bar evaluation compute it alike, and the
+registry's hash (and the feature cache's key) change with it.
 """
 from __future__ import annotations
 
@@ -17,12 +25,17 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from features.formulas import Bars
-from features.graph import MARKET, UNBOUNDED, Node
+from features.formulas import Bars, cs_normalise
+from features.graph import MARKET, SYMBOL, UNBOUNDED, Node
 
 GROUPS = ("price", "volume", "technical", "volatility", "microstructure", "cross_sectional",
           "market", "macro", "calendar", "sentiment")
 REQUIREMENTS = ("universe", "sectors", "news", "macro")
+NORMALISE = ("none", "rank", "zscore")
+"""``features.normalise``: raw values, or each normalisable feature's cross-sectional rank / z-score."""
+NOT_NORMALISED_GROUPS = ("cross_sectional",)
+"""Groups left alone by the normalisation: already relative to the other symbols (ranks, z-scores,
+relative strength, betas, sector-relative values)."""
 
 
 @dataclass(frozen=True)
@@ -85,8 +98,9 @@ def feature(name: str, *, group: str, grid: Mapping | Callable | None = None, re
 
 @dataclass(frozen=True)
 class Feature:
-    """One active feature: its name, group, graph, warm-up, and whether the warm-up counts
-    calendar bars (market features) or the symbol's own bars."""
+    """One active feature: its name, group, graph, warm-up, whether the warm-up counts calendar
+    bars (market features) or the symbol's own bars, and the cross-sectional normalisation its
+    graph applies ("none", "rank" or "zscore"; see :data:`NORMALISE`)."""
 
     name: str
     group: str
@@ -95,12 +109,23 @@ class Feature:
     calendar_clock: bool
     definition: FeatureDef = field(repr=False)
     params: Mapping[str, Any] = field(default_factory=dict)
+    normalised: str = "none"
+
+
+def normalisable(group: str, node: Node) -> bool:
+    """Whether ``features.normalise`` replaces a feature (of ``group``, raw graph ``node``) by its
+    cross-sectional rank or z-score: a per-symbol value (``SYMBOL`` scope: the symbol's own series,
+    or its news) outside :data:`NOT_NORMALISED_GROUPS`. Left alone: values that are the same for
+    every symbol at a bar (``MARKET`` scope: market, macro, calendar, market-wide news; ranking them
+    gives constants), and values already computed across the symbols (``PANEL`` scope: ranks)."""
+    return node.scope == SYMBOL and group not in NOT_NORMALISED_GROUPS
 
 
 class Registry:
     """An ordered, immutable set of features for one context."""
 
-    def __init__(self, features: Sequence[Feature], context: Context, seed_tolerance: float):
+    def __init__(self, features: Sequence[Feature], context: Context, seed_tolerance: float,
+                 normalise: str = "none"):
         names = [f.name for f in features]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
@@ -109,6 +134,7 @@ class Registry:
         self._by_name = {f.name: f for f in features}
         self.context = context
         self.seed_tolerance = seed_tolerance
+        self.normalise = normalise  # the option it was built with; each feature's ``normalised`` says what it got
 
     def __len__(self):
         return len(self._features)
@@ -140,10 +166,17 @@ class Registry:
         missing = wanted - set(self._by_name)
         if missing:
             raise KeyError(f"not in the registry: {sorted(missing)}")
-        return Registry([f for f in self._features if f.name in wanted], self.context, self.seed_tolerance)
+        return Registry([f for f in self._features if f.name in wanted], self.context, self.seed_tolerance,
+                        self.normalise)
+
+    @property
+    def normalised(self) -> list[str]:
+        """The features whose values are cross-sectional ranks or z-scores by ``features.normalise``."""
+        return [f.name for f in self._features if f.normalised != "none"]
 
     def hash(self) -> str:
-        """Stable fingerprint of names, groups, warm-ups and formulas (the graphs' structure)."""
+        """Stable fingerprint of names, groups, warm-ups and formulas (the graphs' structure, so a
+        normalised feature's hash is not its raw one's)."""
         from features.engine import structure_keys
 
         keys = structure_keys([f.node for f in self._features])
@@ -183,9 +216,14 @@ _NAME = re.compile(r"[a-z][a-z0-9_]*")
 
 
 def registry_from_definitions(definitions: Sequence[FeatureDef], context: Context,
-                              seed_tolerance: float) -> Registry:
-    """Expand definitions for a context; warm-ups are derived from each formula unless declared."""
+                              seed_tolerance: float, normalise: str = "none") -> Registry:
+    """Expand definitions for a context; warm-ups are derived from each formula unless declared.
+    normalise: one of :data:`NORMALISE`; the normalisable features' graphs then become their
+    cross-sectional rank or z-score (warm-ups unchanged: a rank of x is warm when x is)."""
     from features.engine import derive_warmups
+
+    if normalise not in NORMALISE:
+        raise ValueError(f"features.normalise = {normalise!r}: one of {NORMALISE}")
 
     bars = Bars.make()
     pending = []
@@ -208,9 +246,12 @@ def registry_from_definitions(definitions: Sequence[FeatureDef], context: Contex
             if auto >= UNBOUNDED:
                 raise ValueError(f"{name}: depends on all history (a running total); declare its warm-up")
             warm = auto
+        kind = normalise if normalise != "none" and normalisable(definition.group, node) else "none"
+        if kind != "none":
+            node = cs_normalise(node, kind, int(warm))  # its warm-up is the raw value's, on the same clock
         features.append(Feature(name, definition.group, node, int(warm), node.scope == MARKET,
-                                definition, params))
-    return Registry(features, context, seed_tolerance)
+                                definition, params, kind))
+    return Registry(features, context, seed_tolerance, normalise)
 
 
 def build_registry(has_news: bool = False, has_macro: bool | Sequence[str] = False, has_sectors: bool = True,
@@ -220,18 +261,20 @@ def build_registry(has_news: bool = False, has_macro: bool | Sequence[str] = Fal
     has_macro: the macro series' names (file stems, e.g. ``["vix", "dgs10"]``), or False; each
     series gets its own features, so True alone is not enough. has_sectors: sector-relative
     features (the engine needs the sector map then). config: a ``FeaturesConfig`` (default: the
-    defaults of ``config/default.toml``), whose ``seed_tolerance`` sets the recursive warm-ups.
+    defaults of ``config/default.toml``), whose ``seed_tolerance`` sets the recursive warm-ups and
+    ``normalise`` the cross-sectional normalisation (see :data:`NORMALISE`).
     """
     if has_macro is True:
         raise ValueError("has_macro: give the macro series' names, e.g. ['vix']")
     macro_names = tuple(has_macro) if has_macro else ()
     config = config or default_config()
     context = Context(has_news=bool(has_news), has_sectors=bool(has_sectors), macro_names=macro_names)
-    return _cached_registry(context, config.seed_tolerance)
+    return _cached_registry(context, config.seed_tolerance, config.normalise)
 
 
 @functools.lru_cache(maxsize=16)
-def _cached_registry(context: Context, seed_tolerance: float) -> Registry:
-    # A registry is immutable and costs ~0.2 s to expand and derive: one per context and process
-    # (a strategy, its warm-up check and a live session's daily rebuild share it).
-    return registry_from_definitions(collect_definitions(), context, seed_tolerance)
+def _cached_registry(context: Context, seed_tolerance: float, normalise: str = "none") -> Registry:
+    # A registry is immutable and costs ~0.2 s to expand and derive: one per context, tolerance and
+    # normalisation, and process (a strategy, its warm-up check and a live session's daily rebuild
+    # share it).
+    return registry_from_definitions(collect_definitions(), context, seed_tolerance, normalise)

@@ -5,7 +5,8 @@
   symbols moving together make the real uncertainty larger.
 - AUC of P(rise) for a rise; log loss of P(rise).
 - IC: the mean over bars of the cross-sectional Spearman correlation between the expected and the
-  realised return (bars with at least 3 symbols), as in Qlib.
+  realised return (bars with at least 3 symbols), as in Qlib. ``daily_correlations`` gives the
+  per-bar series (Pearson and Spearman) that ``models.factor_evaluation`` builds on.
 - baselines: ``always_up`` (every call "up": the drift) and ``last_return`` (the sign of the return
   over the previous h bars, its value as the score).
 - ``leak_alarm``: accuracy above a threshold (``report.leak_alarm_accuracy``); published daily-equity
@@ -22,22 +23,37 @@ from sklearn.metrics import log_loss, roc_auc_score
 
 from models.calibration import P_MIN, reliability_table
 
-_MIN_CROSS_SECTION = 3
+MIN_CROSS_SECTION = 3   # a bar with fewer symbols has no cross-section to rank (here and in models.factor_evaluation)
+
+
+def daily_correlations(score: np.ndarray, realised: np.ndarray, bars: np.ndarray) -> pd.DataFrame:
+    """Per bar (the index, sorted), the correlation across symbols of score and realised: Pearson
+    (``ic``) and Spearman (``rank_ic``, the Pearson correlation of the within-bar ranks, ties
+    averaged). Rows with a NaN are dropped; bars with fewer than ``MIN_CROSS_SECTION`` symbols, or
+    where score or realised has no spread, are left out. Vectorised over bars (one groupby)."""
+    frame = pd.DataFrame({"bar": bars, "s": score, "r": realised}).dropna()
+    frame = frame[frame.groupby("bar")["s"].transform("size") >= MIN_CROSS_SECTION]
+    if frame.empty:
+        return pd.DataFrame({"ic": [], "rank_ic": []}, index=pd.Index([], dtype=np.int64, name="bar"))
+    key = frame["bar"]
+
+    def sums(values: pd.DataFrame) -> pd.DataFrame:
+        centred = values - values.groupby(key).transform("mean")
+        return pd.DataFrame({"sr": centred["s"] * centred["r"], "ss": centred["s"] ** 2,
+                             "rr": centred["r"] ** 2}).groupby(key).sum()
+
+    ranked, raw = sums(frame.groupby("bar")[["s", "r"]].rank()), sums(frame[["s", "r"]])
+    # ranks are exact, so they decide which bars have a spread (the raw values' centred sums can be
+    # rounding noise on a bar whose values are all equal)
+    spread = (ranked["ss"] > 0) & (ranked["rr"] > 0)
+    table = pd.DataFrame({"ic": raw["sr"] / np.sqrt(raw["ss"] * raw["rr"]),
+                          "rank_ic": ranked["sr"] / np.sqrt(ranked["ss"] * ranked["rr"])})
+    return table[spread]
 
 
 def information_coefficient(score: np.ndarray, realised: np.ndarray, bars: np.ndarray) -> float:
     """Mean over bars of the Spearman correlation of score and realised across symbols."""
-    frame = pd.DataFrame({"bar": bars, "s": score, "r": realised}).dropna()
-    frame = frame[frame.groupby("bar")["s"].transform("size") >= _MIN_CROSS_SECTION]
-    if frame.empty:
-        return math.nan
-    by_bar = frame.groupby("bar")
-    ranks = by_bar[["s", "r"]].rank()
-    centred = ranks - ranks.groupby(frame["bar"]).transform("mean")
-    sums = pd.DataFrame({"sr": centred["s"] * centred["r"], "ss": centred["s"] ** 2,
-                         "rr": centred["r"] ** 2}).groupby(frame["bar"]).sum()
-    denominator = np.sqrt(sums["ss"] * sums["rr"])
-    per_bar = (sums["sr"] / denominator)[denominator > 0]   # a bar with no spread has no correlation
+    per_bar = daily_correlations(score, realised, bars)["rank_ic"]
     return float(per_bar.mean()) if len(per_bar) else math.nan
 
 

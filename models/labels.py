@@ -11,14 +11,19 @@ Conventions
 - Returns are log returns, ``log(close[t+h] / close[t])``: they add over time and are symmetric.
 - A label that is not known from the data given (the path runs past the last bar, or a triple
   barrier's volatility is still warming up) is NaN with end -1.
+- Cross-sectional kinds (``excess_return``, ``cross_sectional_rank``) compare a symbol with the
+  other symbols whose label is known at the same bar: such a label reads every one of them, so its
+  end is the latest of their ends at that bar (the purge then waits for all of them).
 """
 from __future__ import annotations
 
 import math
 import re
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from models.prices import own_bars, trailing_volatility
 
@@ -119,6 +124,36 @@ def triple_barrier(close: np.ndarray, high: np.ndarray, low: np.ndarray, horizon
     return values, end
 
 
+def cross_sectional_end(end: np.ndarray) -> np.ndarray:
+    """(T, N, H) each known label's end replaced by the latest end of the bar's known labels (a
+    cross-sectional label reads all of them); -1 stays -1."""
+    latest = end.max(axis=1, keepdims=True)
+    return np.where(end >= 0, np.broadcast_to(latest, end.shape), -1)
+
+
+def excess_returns(values: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Forward log returns (T, N, H) minus the equal-weight mean of the symbols' forward log returns
+    known at the same bar (the universe's over the same bars): they sum to zero across a bar's
+    symbols. Returns (values, end) with end as :func:`cross_sectional_end`."""
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)     # a bar with no known label: all NaN
+        mean = np.nanmean(values, axis=1, keepdims=True)
+    return values - mean, cross_sectional_end(end)
+
+
+def cross_sectional_ranks(values: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each forward return's rank among the known ones of its bar, scaled to [-0.5, 0.5] (lowest
+    -0.5, highest 0.5, ties share their average rank, a lone symbol 0). Returns (values, end) with
+    end as :func:`cross_sectional_end`."""
+    known = np.isfinite(values)
+    ranks = pd.DataFrame(values.transpose(0, 2, 1).reshape(-1, values.shape[1])).rank(axis=1).to_numpy()
+    ranks = ranks.reshape(values.shape[0], values.shape[2], values.shape[1]).transpose(0, 2, 1)
+    n = known.sum(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        scaled = np.where(n > 1, (ranks - 1) / (n - 1) - 0.5, 0.0)
+    return np.where(known, scaled, np.nan), cross_sectional_end(end)
+
+
 def path_labels(close: np.ndarray, low: np.ndarray, bars: int):
     """What happens along the next ``bars`` own bars after the close of bar t.
 
@@ -161,13 +196,20 @@ def path_labels(close: np.ndarray, low: np.ndarray, bars: int):
 
 def make_labels(close: np.ndarray, high: np.ndarray, low: np.ndarray, horizons, decision_horizon: int,
                 labels_cfg) -> Labels:
-    """All labels of a panel. ``labels_cfg``: ``config.schema.LabelsConfig`` (kind and barriers)."""
+    """All labels of a panel. ``labels_cfg``: ``config.schema.LabelsConfig`` (kind and barriers).
+    ``returns`` holds the kind's target: a log return (``forward_return``, ``triple_barrier``), the
+    return in excess of the universe's (``excess_return``) or the cross-sectional rank
+    (``cross_sectional_rank``); its sign is "rose" or "beat the universe"."""
     horizons = tuple(int(h) for h in horizons)
     if labels_cfg.kind == "triple_barrier":
         values, end = triple_barrier(close, high, low, horizons, labels_cfg.profit_target,
                                      labels_cfg.stop_loss, labels_cfg.barrier_vol_bars)
     else:
         values, end = forward_returns(close, horizons)
+        if labels_cfg.kind == "excess_return":
+            values, end = excess_returns(values, end)
+        elif labels_cfg.kind == "cross_sectional_rank":
+            values, end = cross_sectional_ranks(values, end)
     entry, exit_, adverse, path_end = path_labels(close, low, decision_horizon)
     return Labels(horizons, values, end, entry, exit_, adverse, path_end)
 

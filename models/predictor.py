@@ -114,7 +114,7 @@ class EnsemblePredictor:
         self.decision_index = self.horizons.index(cfg.decision_horizon)
         self.base_names = list(cfg.base_models)
         self.params = {name: getattr(cfg, name) for name in self.base_names}
-        self.plugins = {name: make_plugin(name, cfg, self.seed) for name in self.base_names}
+        self.plugins = {name: make_plugin(name, cfg, self.seed, base=True) for name in self.base_names}
         self.timing = TimingModel(make_plugin(cfg.timing.model, cfg, self.seed))
         self.stop = StopLossModel(cfg, self.seed)
         self.regime = RegimeClassifier(cfg.regime.n_regimes, self.seed)
@@ -132,7 +132,7 @@ class EnsemblePredictor:
     def set_params(self, name: str, params) -> None:
         """Replace base model ``name``'s parameters (a search's best); takes effect at the next fit."""
         self.params[name] = params
-        self.plugins[name] = make_plugin(name, self.cfg, self.seed, params)
+        self.plugins[name] = make_plugin(name, self.cfg, self.seed, params, base=True)
 
     # ---- rows ---------------------------------------------------------------------------------
     def training_rows(self, data: PanelData, t: int) -> tuple[np.ndarray, np.ndarray]:
@@ -188,14 +188,15 @@ class EnsemblePredictor:
         X = flat(data.values, bars, symbols)
         flat_names = [n for n in self.base_names if self.plugins[n].input_kind == "flat"]
         sequence_names = [n for n in self.base_names if n not in flat_names]
+        query = {"query": bars[tr], "query_val": bars[va]}     # rankers rank the rows of a bar
         for name in flat_names:
-            self._timed(name, self.plugins[name].fit, X[tr], y[tr], X_val=X[va], y_val=y[va])
+            self._timed(name, self.plugins[name].fit, X[tr], y[tr], X_val=X[va], y_val=y[va], **query)
         if sequence_names or self.timing.plugin.input_kind == "sequence":
             # after the trees: their gain on this same window ranks the sequence models' inputs
             self.sequence_features = self._rank_features(X[tr], y[tr])
         for name in sequence_names:
             inputs = self.inputs(self.plugins[name], data, bars, symbols, X)
-            self._timed(name, self.plugins[name].fit, inputs[tr], y[tr], X_val=inputs[va], y_val=y[va])
+            self._timed(name, self.plugins[name].fit, inputs[tr], y[tr], X_val=inputs[va], y_val=y[va], **query)
         return X, tr, va
 
     def _predict_base(self, data: PanelData, bars, symbols, X) -> np.ndarray:

@@ -27,23 +27,24 @@ class MeanVarianceSizer(bt.Sizer):
         self.planned: dict[str, int] = {}
 
     def weights(self, expected_returns: pd.Series, returns: pd.DataFrame, sectors: pd.Series, *,
-                p_win: pd.Series, expected_gain: pd.Series, stop_distance: pd.Series,
-                current_weights: pd.Series, max_names: int) -> AllocationResult:
+                current_weights: pd.Series, max_names: int, p_win: pd.Series | None = None,
+                expected_gain: pd.Series | None = None, stop_distance: pd.Series | None = None) -> AllocationResult:
         """Weights of the names of ``expected_returns`` (per bar): candidates and holdings.
 
         returns: trailing per-bar returns (columns: the same names) for the shrunk covariance;
-        each name's weight at most ``max_position_weight`` and ``kelly_fraction`` x Kelly of its
-        win probability and payoff (expected gain / stop distance)."""
+        each name's weight at most ``max_position_weight`` and, when ``p_win`` is given,
+        ``kelly_fraction`` x Kelly of its win probability and payoff (expected gain / stop distance)."""
         r = self.p.risk
         names = list(expected_returns.index)
         cov = shrunk_covariance(returns.reindex(columns=names).tail(r.covariance_bars),
                                 min_observations=r.min_history_bars)
-        caps = kelly_cap(p_win.reindex(names).to_numpy(float), expected_gain.reindex(names).to_numpy(float),
-                         stop_distance.reindex(names).to_numpy(float), r.kelly_fraction)
+        caps = None if p_win is None else np.asarray(
+            kelly_cap(p_win.reindex(names).to_numpy(float), expected_gain.reindex(names).to_numpy(float),
+                      stop_distance.reindex(names).to_numpy(float), r.kelly_fraction), float)
         return allocate_weights(expected_returns, cov, list(sectors.reindex(names)), risk_aversion=r.risk_aversion,
                                 max_weight=r.max_position_weight, max_total=r.max_total_weight,
                                 max_sector_weight=r.max_sector_weight, max_names=max_names,
-                                kelly_caps=np.asarray(caps, float),
+                                kelly_caps=caps,
                                 current_weights=current_weights.reindex(names).fillna(0.0).to_numpy(float),
                                 problem=self.problem)
 

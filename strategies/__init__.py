@@ -10,6 +10,7 @@ STRATEGIES = {
     "momentum_breakout": "strategies.momentum_breakout:MomentumBreakout",
     "ml": "strategies.ml:MLTradingPlan",
     "ml_equal_weight": "strategies.ml:MLEqualWeight",
+    "ml_rank": "strategies.ml_rank:MLRankPlan",
 }
 
 

@@ -16,8 +16,9 @@ from engine.compat import bt
 
 log = logging.getLogger("strategy")
 
-# exit reasons a trade can end with (trades.csv `exit_reason`)
-EXIT_REASONS = ("stop", "trailing_stop", "target", "signal", "time", "kill_switch", "delisted", "end")
+# exit reasons a trade can end with (trades.csv `exit_reason`); `rank`: ml_rank sold a holding that
+# fell out of its keep_k
+EXIT_REASONS = ("stop", "trailing_stop", "target", "signal", "time", "rank", "kill_switch", "delisted", "end")
 
 
 @dataclass

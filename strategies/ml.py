@@ -6,6 +6,8 @@ per bar from the strategy's ``FeatureHub``.
 - ``ml`` (:class:`MLTradingPlan`, the default strategy): the blueprint's trading plan, below.
 - ``ml_equal_weight`` (:class:`MLEqualWeight`): the same entry signal, equal weights, exit at the
   horizon; the plan's simplest baseline.
+- :class:`RiskGatedPlan`: what ``ml`` and the ranked plan ``ml_rank`` (``strategies.ml_rank``)
+  share: the risk gates, the risk score's verdict, the initial stop, the decision log, the live state.
 
 A candidate, for both: the calibrated probability of a rise over the decision horizon (the
 confidence) is at least ``ml.min_confidence`` and the expected simple return over that horizon is
@@ -47,6 +49,7 @@ import sys
 import numpy as np
 import pandas as pd
 
+from common.errors import UserError
 from features.from_config import engine_from_config
 from indicators.feature_bank import FeatureHub
 from risk.manager import Candidate, PortfolioView, RiskManager
@@ -70,6 +73,8 @@ class MLStrategy(PortfolioStrategy):
     # the training; the features' FeaturePanel skips their batch computation
     params = (("walk_forward", None), ("feature_panel", None))
     live_model: str | None = None        # live --model: "NAME@id" of models/registry/NAME (set by the live session)
+    # the plan reads the prediction as a return (thresholds, targets): a rank label predicts none
+    reads_returns = True
 
     @classmethod
     def required_bars(cls, cfg) -> int:
@@ -97,6 +102,10 @@ class MLStrategy(PortfolioStrategy):
 
     def __init__(self):
         super().__init__()
+        if self.reads_returns and self.cfg.models.labels.kind == "cross_sectional_rank":
+            raise UserError(f"strategy {self.cfg.backtest.strategy} reads the models' predictions as returns, and "
+                            "models.labels.kind = \"cross_sectional_rank\" predicts ranks: use a return label "
+                            "(forward_return, triple_barrier, excess_return) or --strategy ml_rank")
         engine = engine_from_config(self.cfg, [d._name for d in self.datas])
         self.features = FeatureHub(self, engine, panel=self.p.feature_panel)
         self.signals = WalkForwardSignals(self.cfg, self.features, seed=self.cfg.backtest.seed,
@@ -224,8 +233,11 @@ class MLEqualWeight(MLStrategy):
             cash -= size * d.close[0]
 
 
-class MLTradingPlan(MLStrategy):
-    """``ml``: the blueprint's trading plan (see the module docstring)."""
+class RiskGatedPlan(MLStrategy):
+    """What the plans that trade through the risk manager share (``ml``, ``ml_rank``): the account's
+    gates (the daily loss limit, the drawdown kill switch that flattens and halts), the risk score's
+    verdict on each entry with its delay, the initial stop, the regime, the trailing returns and the
+    liquidity the risk score reads, the decision log, and the state a live restart restores."""
 
     def __init__(self):
         super().__init__()
@@ -233,32 +245,15 @@ class MLTradingPlan(MLStrategy):
 
         cfg = self.cfg
         self.risk = RiskManager(cfg.risk)
-        self.sizer = MeanVarianceSizer(risk=cfg.risk)   # Backtrader's sizer property: setsizer
         sectors = load_sector_map(cfg.data.sector_map) if cfg.data.sector_map else {}
         self.sectors = pd.Series({d._name: sectors.get(d._name.upper()) for d in self.datas}, dtype=object)
-        names = self.features.names
-        self._adx, self._momentum = names.index(ADX_FEATURE), names.index(MOMENTUM_FEATURE)
         self.regime_labels = cfg.models.regime.labels
         self.halted: dict | None = None      # the kill switch: when and why
         self.delayed: dict[str, int] = {}    # symbol -> calendar bar from which its delayed entry may go
         self.decision_lines: list[str] = []
         self._blocked_day = None
 
-    # ---- one bar ------------------------------------------------------------------------------
-    def decide(self, now, fresh):
-        gate = self.risk.update_equity(now, self.broker.getvalue())
-        if gate.flatten:
-            self._flatten(now, gate.reason)
-            return
-        rows = self.prediction_rows()
-        self._manage(fresh, rows)
-        if not gate.allowed:
-            if self._blocked_day != now.date():
-                self._blocked_day = now.date()
-                self._decision(now, "-", f"no new entries: {gate.reason}")
-            return
-        self._enter(now, rows)
-
+    # ---- the gates and the decision log -------------------------------------------------------
     def _decision(self, now, symbol: str, text: str) -> None:
         line = f"{now:%Y-%m-%d %H:%M} {symbol} {text}"
         self.decision_lines.append(line)
@@ -277,6 +272,92 @@ class MLTradingPlan(MLStrategy):
                     self.cancel(plan.entry_order)
             elif not plan.exiting:
                 self.exit_position(d, "kill_switch")
+
+    def _entries_blocked(self, now, gate) -> bool:
+        """Whether the daily loss limit blocks new entries at this bar (said once a day in the log)."""
+        if gate.allowed:
+            return False
+        if self._blocked_day != now.date():
+            self._blocked_day = now.date()
+            self._decision(now, "-", f"no new entries: {gate.reason}")
+        return True
+
+    def _approve(self, now, t: int, candidate: Candidate, portfolio: PortfolioView):
+        """The risk manager's verdict on an entry at calendar bar ``t``: None when it is rejected or
+        waits out a delay (each logged once), else the approved ``RiskAssessment`` (its size
+        multiplier and limit order apply). A delayed entry is approved at its bar without a second delay."""
+        name = candidate.symbol
+        assessment = self.risk.assess(candidate, portfolio)
+        if not assessment.approved:
+            self._decision(now, name, f"rejected score {assessment.score:.2f}: {'; '.join(assessment.reasons)}")
+            return None
+        if assessment.delay_bars and name not in self.delayed:
+            self.delayed[name] = t + assessment.delay_bars
+            self._decision(now, name, f"delayed {assessment.delay_bars} bar(s): {'; '.join(assessment.reasons)}")
+            return None
+        if t < self.delayed.get(name, t):
+            return None
+        self.delayed.pop(name, None)
+        return assessment
+
+    # ---- what the risk rules read -------------------------------------------------------------
+    def _stop_pct(self, d, i: int) -> float:
+        """Initial stop distance for prediction row i: the stop-loss model's, scaled (risk.stops)."""
+        n = self.cfg.risk.stop_volatility_bars
+        closes = np.asarray(d.close.get(size=n + 1), dtype=float)
+        vol = float(np.std(np.diff(np.log(closes)), ddof=1)) if len(closes) == n + 1 else math.nan
+        return initial_stop_pct(float(self.predictions.stop_distance[i]), vol, self._regime(i), self.cfg.risk)
+
+    def _regime(self, i: int) -> str | None:
+        r = int(self.predictions.regime[i])
+        return self.regime_labels[r] if 0 <= r < len(self.regime_labels) else None
+
+    def _returns(self) -> pd.DataFrame:
+        """Per-bar simple returns of every symbol up to this bar (the risk rules' history)."""
+        r = self.cfg.risk
+        t = self.features.calendar_index()
+        bars = max(r.covariance_bars, r.var_bars, r.correlation_bars) + 1
+        close = self.signals.data.close[max(0, t - bars + 1): t + 1]
+        frame = pd.DataFrame(close, columns=list(self.features.engine.symbols))
+        return frame.pct_change(fill_method=None).iloc[1:]
+
+    def _average_dollar_volume(self, d) -> float:
+        n = self.cfg.risk.adv_bars
+        if len(d) < n:
+            return math.nan
+        return float(np.mean(np.asarray(d.close.get(size=n)) * np.asarray(d.volume.get(size=n))))
+
+    # ---- live restarts ------------------------------------------------------------------------
+    def export_state(self) -> dict:
+        """The risk gates and the kill switch's verdict (per-position state is in the plans)."""
+        return {"risk": self.risk.to_dict(), "halted": self.halted}
+
+    def import_state(self, state: dict) -> None:
+        self.risk.load_state(state["risk"])
+        # a latch cleared by a changed risk.max_drawdown clears its record too
+        self.halted = state.get("halted") if self.risk.kill_switch.tripped else None
+
+
+class MLTradingPlan(RiskGatedPlan):
+    """``ml``: the blueprint's trading plan (see the module docstring)."""
+
+    def __init__(self):
+        super().__init__()
+        self.sizer = MeanVarianceSizer(risk=self.cfg.risk)   # Backtrader's sizer property: setsizer
+        names = self.features.names
+        self._adx, self._momentum = names.index(ADX_FEATURE), names.index(MOMENTUM_FEATURE)
+
+    # ---- one bar ------------------------------------------------------------------------------
+    def decide(self, now, fresh):
+        gate = self.risk.update_equity(now, self.broker.getvalue())
+        if gate.flatten:
+            self._flatten(now, gate.reason)
+            return
+        rows = self.prediction_rows()
+        self._manage(fresh, rows)
+        if self._entries_blocked(now, gate):
+            return
+        self._enter(now, rows)
 
     # ---- open positions -----------------------------------------------------------------------
     def _manage(self, fresh, rows) -> None:
@@ -336,32 +417,12 @@ class MLTradingPlan(MLStrategy):
                     self.stop_levels[d._name] = plan.stop_price = float(order.created.price)
 
     # ---- new entries --------------------------------------------------------------------------
-    def _stop_pct(self, d, i: int) -> float:
-        """Initial stop distance for prediction row i: the stop-loss model's, scaled (risk.stops)."""
-        n = self.cfg.risk.stop_volatility_bars
-        closes = np.asarray(d.close.get(size=n + 1), dtype=float)
-        vol = float(np.std(np.diff(np.log(closes)), ddof=1)) if len(closes) == n + 1 else math.nan
-        return initial_stop_pct(float(self.predictions.stop_distance[i]), vol, self._regime(i), self.cfg.risk)
-
-    def _regime(self, i: int) -> str | None:
-        r = int(self.predictions.regime[i])
-        return self.regime_labels[r] if 0 <= r < len(self.regime_labels) else None
-
     def _target(self, price: float, i: int) -> float:
         """The ensemble's upper bound over the decision horizon (else the expected return)."""
         upper = float(self.predictions.upper[i, self.decision])
         if not math.isfinite(upper) or upper <= self.predictions.expected_return[i, self.decision]:
             return price * (1 + self.expected_return(i))
         return price * math.exp(upper)
-
-    def _returns(self) -> pd.DataFrame:
-        """Per-bar simple returns of every symbol up to this bar (the risk rules' history)."""
-        r = self.cfg.risk
-        t = self.features.calendar_index()
-        bars = max(r.covariance_bars, r.var_bars, r.correlation_bars) + 1
-        close = self.signals.data.close[max(0, t - bars + 1): t + 1]
-        frame = pd.DataFrame(close, columns=list(self.features.engine.symbols))
-        return frame.pct_change(fill_method=None).iloc[1:]
 
     def _enter(self, now, rows) -> None:
         risk, p = self.cfg.risk, self.predictions
@@ -401,18 +462,10 @@ class MLTradingPlan(MLStrategy):
                 continue
             price = float(d.close[0])
             adv = self._average_dollar_volume(d)
-            assessment = self.risk.assess(Candidate(name, weight, self.sectors.get(name), adv),
-                                          PortfolioView(equity, holdings, sectors, returns, regime))
-            if not assessment.approved:
-                self._decision(now, name, f"rejected score {assessment.score:.2f}: {'; '.join(assessment.reasons)}")
+            assessment = self._approve(now, t, Candidate(name, weight, self.sectors.get(name), adv),
+                                       PortfolioView(equity, holdings, sectors, returns, regime))
+            if assessment is None:
                 continue
-            if assessment.delay_bars and name not in self.delayed:
-                self.delayed[name] = t + assessment.delay_bars
-                self._decision(now, name, f"delayed {assessment.delay_bars} bar(s): {'; '.join(assessment.reasons)}")
-                continue
-            if t < self.delayed.get(name, t):
-                continue
-            self.delayed.pop(name, None)
             weight *= assessment.size_multiplier
             size = self.sizer.shares(name, weight, equity, price, stop_pct[name])
             costs = (self.cfg.costs.commission_bps + self.cfg.costs.slippage_bps) / 1e4
@@ -431,19 +484,3 @@ class MLTradingPlan(MLStrategy):
             cash -= size * price
             room -= size * price / equity
             holdings[name] = size * price / equity
-
-    def _average_dollar_volume(self, d) -> float:
-        n = self.cfg.risk.adv_bars
-        if len(d) < n:
-            return math.nan
-        return float(np.mean(np.asarray(d.close.get(size=n)) * np.asarray(d.volume.get(size=n))))
-
-    # ---- live restarts ------------------------------------------------------------------------
-    def export_state(self) -> dict:
-        """The risk gates and the kill switch's verdict (per-position state is in the plans)."""
-        return {"risk": self.risk.to_dict(), "halted": self.halted}
-
-    def import_state(self, state: dict) -> None:
-        self.risk.load_state(state["risk"])
-        # a latch cleared by a changed risk.max_drawdown clears its record too
-        self.halted = state.get("halted") if self.risk.kill_switch.tripped else None

@@ -13,11 +13,17 @@ PLUGINS: dict[str, type[ModelPlugin]] = {
 }
 
 
-def make_plugin(name: str, models_cfg, seed: int, params=None) -> ModelPlugin:
+RANKERS = (XGBoostPlugin.name, LightGBMPlugin.name)
+
+
+def make_plugin(name: str, models_cfg, seed: int, params=None, *, base: bool = False) -> ModelPlugin:
     """A new plugin ``name`` with its parameters from ``models_cfg`` (``ModelsConfig``: the section
-    of the same name) unless ``params`` is given."""
+    of the same name) unless ``params`` is given. ``base``: an ensemble member, a ranker when
+    ``[models.ranking] objective = "rank"`` and it can be one (the trees)."""
     cls = PLUGINS[name]
-    return cls(params if params is not None else getattr(models_cfg, name), seed=seed, threads=models_cfg.threads)
+    extra = {"ranking": models_cfg.ranking} if base and name in RANKERS and models_cfg.ranking.objective == "rank" else {}
+    return cls(params if params is not None else getattr(models_cfg, name), seed=seed, threads=models_cfg.threads,
+               **extra)
 
 
 def load_plugin(directory) -> ModelPlugin:

@@ -32,8 +32,10 @@ class ModelPlugin(ABC):
 
     @abstractmethod
     def fit(self, X: np.ndarray, y: np.ndarray, *, X_val: np.ndarray | None = None,
-            y_val: np.ndarray | None = None, sample_weight: np.ndarray | None = None) -> "ModelPlugin":
-        """Train on (X, y); early stopping on (X_val, y_val) when given and the parameters ask for it."""
+            y_val: np.ndarray | None = None, sample_weight: np.ndarray | None = None,
+            query: np.ndarray | None = None, query_val: np.ndarray | None = None) -> "ModelPlugin":
+        """Train on (X, y); early stopping on (X_val, y_val) when given and the parameters ask for it.
+        ``query``/``query_val``: each row's bar, read by rankers only (one query per bar)."""
 
     @abstractmethod
     def predict(self, X: np.ndarray) -> np.ndarray:

@@ -126,7 +126,7 @@ class KerasPlugin(ModelPlugin):
             if not variable.path.endswith("learning_rate"):
                 variable.assign(np.zeros(variable.shape, dtype=variable.dtype))
 
-    def fit(self, X, y, *, X_val=None, y_val=None, sample_weight=None):
+    def fit(self, X, y, *, X_val=None, y_val=None, sample_weight=None, query=None, query_val=None):
         keras, tf = keras_backend(self.threads)
         p, y = self.params, as_2d(y)
         self._fit_scalers(X, y)

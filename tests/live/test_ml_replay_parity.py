@@ -1,6 +1,7 @@
 """The default strategy ``ml`` through the live path: ``run.py live --replay`` places the backtest's orders,
 its replaced exits included (a new stop and take-profit, one cancelling the other: Alpaca OCO orders
-through the live broker), on a small model config that trades, moves stops, updates targets and halves."""
+through the live broker), on a small model config that trades, moves stops, updates targets and halves;
+and so does the ranked plan ``ml_rank`` (sales by rank, stops, the risk score's delays)."""
 import pandas as pd
 import pytest
 
@@ -55,3 +56,38 @@ def test_ml_replay_orders_equal_the_backtests_with_replaced_exit_pairs(tmp_path)
     engine.dispose()
     both = set(sent) & set(recorded)
     assert len(both) > 50 and all(recorded[bar] >= sent[bar] for bar in both)
+
+
+# the ranked plan on the same small models: top 2 of 6, sold below rank 3, so that it sells by rank often
+RANK_TOML = SMALL_MODELS_TOML + """
+[backtest]
+progress = false
+[ml_rank]
+top_k = 2
+keep_k = 3
+"""
+
+
+def replay_and_backtest(tmp_path, strategy: str, toml: str) -> tuple:
+    """orders.csv, trades.csv and decisions.log of a backtest and of a replay through the live path."""
+    config = tmp_path / f"{strategy}.toml"
+    config.write_text(toml)
+    files = [f"data/sample/{symbol}_data.csv" for symbol in SYMBOLS]
+    common = ["--strategy", strategy, "--config", str(config), "--no-plot"]
+    bt_dir, rp_dir = tmp_path / f"{strategy}-backtest", tmp_path / f"{strategy}-replay"
+    assert run.main(["backtest", *[a for f in files for a in ("--data", f)], *common, "--out", str(bt_dir)]) == 0
+    assert run.main(["live", *[a for f in files for a in ("--replay", f)], *common, "--out", str(rp_dir)]) == 0
+    return tuple({"orders": pd.read_csv(folder / "orders.csv"), "trades": pd.read_csv(folder / "trades.csv"),
+                  "decisions": (folder / "decisions.log").read_text().splitlines()} for folder in (bt_dir, rp_dir))
+
+
+def test_ml_rank_replay_orders_equal_the_backtests(tmp_path):
+    backtest, replay = replay_and_backtest(tmp_path, "ml_rank", RANK_TOML)
+    pd.testing.assert_frame_equal(replay["orders"], backtest["orders"])
+    pd.testing.assert_frame_equal(replay["trades"], backtest["trades"])
+    assert replay["decisions"] == backtest["decisions"]
+    trades, lines = backtest["trades"], backtest["decisions"]
+    assert {"rank", "stop"} <= set(trades["exit_reason"]) and len(trades) >= 20
+    assert sum(" REBALANCE " in line for line in lines) > 100
+    # entries the risk score delayed went a bar later, in both
+    assert any(" delayed 1 bar(s)" in line for line in lines)

@@ -93,10 +93,13 @@ def test_walk_forward_section_and_report(small_run, tmp_path):
     assert 0 <= m["deflated_sharpe"] <= m["probabilistic_sharpe"] <= 1
     assert len(wf["feature_importance"]) == 25
     written = write_run(tmp_path, small_run, plot=True)
-    for name in ("feature_importance.png", "calibration.png", "fold_accuracy.png"):
+    assert set(wf["cross_section"]["horizons"]) == {"1", "3", "5"} and "rank_ic_t" in wf["folds"][0]
+    for name in ("feature_importance.png", "calibration.png", "fold_accuracy.png", "quantile_returns.png",
+                 "cumulative_rank_ic.png"):
         assert name in written
     page = (tmp_path / "report.html").read_text()
     assert "Walk-forward: out-of-sample accuracy against baselines" in page and "Deflated Sharpe" in page
+    assert "Cross-sectional evaluation" in page
     json.loads((tmp_path / "metrics.json").read_text())          # strict JSON: no NaN
 
 
