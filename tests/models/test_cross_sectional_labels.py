@@ -152,3 +152,14 @@ def test_an_ensemble_of_rankers_on_rank_labels_predicts_and_calibrates(sample_pr
     # P(outperform): the rank target's sign; the scores still differ across the symbols of a bar
     frame = pd.DataFrame({"bar": p.bars, "s": p.expected_return[:, 0]})
     assert (frame.groupby("bar")["s"].nunique() > 5).all()
+
+
+def test_the_networks_regress_the_rank_target(sample_prices, sample_features):
+    cfg = small_models_cfg(base_models=["dense", "lstm"], **{"labels.kind": "cross_sectional_rank",
+                                                             "ranking.objective": "rank"})
+    data = panel_data(sample_prices, sample_features[0], cfg)
+    predictor = EnsemblePredictor(cfg, seed=1).fit(data, 600)
+    n = data.values.shape[1]
+    p = predictor.predict(data, np.full(n, 610), np.arange(n))
+    assert np.isfinite(p.expected_return).all() and ((p.prob_up >= 0) & (p.prob_up <= 1)).all()
+    assert np.abs(p.base).max() < 1.0            # on the rank target's scale, [-0.5, 0.5]
