@@ -22,7 +22,7 @@ _FINAL = {"Completed", "Canceled", "Expired", "Margin", "Rejected"}
 
 def _clock(strategy):
     """The bar's datetime as the strategy sees it (the latest timestamp among the symbols)."""
-    return strategy.now if getattr(strategy, "now", None) is not None else strategy.datetime.datetime(0)
+    return strategy.now if strategy.now is not None else strategy.datetime.datetime(0)
 
 
 def _num(value):
@@ -168,7 +168,7 @@ class PositionLog(bt.Analyzer):
     def next(self):
         now = _clock(self.strategy)
         equity = self.strategy.broker.getvalue()
-        stops = getattr(self.strategy, "stop_levels", {})
+        stops = self.strategy.stop_levels
         for d in self.strategy.datas:
             size = self.strategy.getposition(d).size
             if size:

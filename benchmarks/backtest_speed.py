@@ -28,7 +28,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from benchmarks.universe import clean_tickers, source_folder  # noqa: E402
 from config import load_config  # noqa: E402
-from engine.backtest import build_cerebro  # noqa: E402
+from engine.backtest import backtest_cerebro  # noqa: E402
 from engine.compat import bt  # noqa: E402
 from strategies.base import PortfolioStrategy  # noqa: E402
 
@@ -51,7 +51,7 @@ def time_run(cfg, bars, strategy_cls, repeat: int, **kwargs) -> float:
     best = float("inf")
     for _ in range(repeat):
         start = time.perf_counter()
-        cerebro = build_cerebro(cfg, bars, strategy_cls=strategy_cls, **kwargs)
+        cerebro = backtest_cerebro(cfg, bars, strategy_cls=strategy_cls, **kwargs)
         cerebro.run()
         best = min(best, time.perf_counter() - start)
     return best
@@ -72,7 +72,7 @@ def main() -> None:
     rows = [("empty", EmptyStrategy, {}), ("momentum_breakout", get_strategy("momentum_breakout"), {})]
     if not args.no_ml:
         start = time.perf_counter()
-        trained = build_cerebro(cfg, bars, strategy_cls=get_strategy("ml_equal_weight")).run()[0]
+        trained = backtest_cerebro(cfg, bars, strategy_cls=get_strategy("ml_equal_weight")).run()[0]
         given = trained.walk_forward()
         print(f"walk-forward training (not timed below): {time.perf_counter() - start:.0f} s, "
               f"{len(given[0].folds)} retrains")

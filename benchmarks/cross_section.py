@@ -89,16 +89,10 @@ def load(cfg, symbols: int):
 def panel_data(cfg, bars):
     """The features (through the cache) and prices of ``bars`` on one calendar, with the labels of
     ``cfg``: what the strategy's walk-forward sees."""
-    from features.cache import batch_panel
     from features.from_config import engine_from_config
-    from models.dataset import PanelData
+    from models.dataset import panel_data_from_bars
 
-    engine = engine_from_config(cfg, list(bars))
-    panel = batch_panel(engine, bars, progress=True)
-    grid = {f: np.column_stack([frame[f].reindex(panel.times).to_numpy(np.float64) for frame in bars.values()])
-            for f in ("close", "high", "low")}
-    return panel, PanelData.build(panel.values, grid["close"], grid["high"], grid["low"], cfg.models,
-                                  times=panel.times, symbols=list(bars), feature_names=engine.names)
+    return panel_data_from_bars(engine_from_config(cfg, list(bars)), bars, cfg.models, progress=True)
 
 
 def walk_forward(variant: str, args):
@@ -156,7 +150,7 @@ def report(args) -> None:
         out[meta["variant"]] = {"meta": meta, "cross_section": section}
     print_table(out)
     if args.json:
-        from models.evaluation import to_jsonable
+        from common.jsonable import to_jsonable
 
         args.json.write_text(json.dumps(to_jsonable(out), indent=1) + "\n")
         print(f"written {args.json}")
@@ -197,7 +191,7 @@ def plans(args) -> None:
         cells = [rows[name].get(key) for name in rows] + [bh.get(key)]
         print(f"{key:<24}" + "".join(f"{_cell(v):>30}" for v in cells))
     if args.json:
-        from models.evaluation import to_jsonable
+        from common.jsonable import to_jsonable
 
         args.json.write_text(json.dumps(to_jsonable({name: {k: m.get(k) for k in keys + ("kill_switch",)}
                                                      for name, m in {**rows, "buy_and_hold": bh}.items()}), indent=1))

@@ -5,9 +5,8 @@
 2. the live update (the engine's stream) per bar for 50 symbols: median and p99;
 3. Backtrader on 50 stocks x 1259 bars: bars per second of a strategy that reads every feature row
    each bar, as a ratio to an empty strategy. The features are computed inside the timed run (the
-   hub's batch over the preloaded datas); the strategy reads them through the FeatureHub alone, and
-   again with a FeatureBank indicator per data (whose lines Backtrader advances every bar); a third
-   run reads a panel computed beforehand, as training does.
+   hub's batch over the preloaded datas) and read through the FeatureHub; a second run reads a panel
+   computed beforehand, as training does.
 
 Each figure is the best of a few repeats (other processes on a shared machine slow single runs;
 the live update also prints the other passes' p99, so the spread shows).
@@ -34,7 +33,8 @@ from features import FeatureEngine, build_registry  # noqa: E402
 from features.registry import default_config  # noqa: E402
 from feeds.loader import load_sector_map, load_universe  # noqa: E402
 from feeds.pandas_feed import bars_to_feed  # noqa: E402
-from indicators.feature_bank import FeatureBank, FeatureHub  # noqa: E402
+from benchmarks.universe import long_history  # noqa: E402
+from indicators.feature_hub import FeatureHub  # noqa: E402
 
 SP500 = ROOT.parent / "shared" / "data" / "sp500_5yr"
 SYMBOLS = 50
@@ -64,26 +64,6 @@ def sectors_for(symbols) -> dict[str, str]:
     known = load_sector_map(ROOT / "data" / "sectors.csv")
     names = sorted(set(known.values()))
     return {s: known.get(s, names[i % len(names)]) for i, s in enumerate(symbols)}
-
-
-def long_history(bars: dict[str, pd.DataFrame], length: int) -> dict[str, pd.DataFrame]:
-    """Each symbol's real bars repeated end to end (prices chained so the series stays continuous)."""
-    days = pd.bdate_range("1940-01-01", periods=length, name="datetime")
-    out = {}
-    for symbol, frame in bars.items():
-        close = frame["close"].to_numpy()
-        shape = frame[["open", "high", "low"]].to_numpy() / close[:, None]
-        growth = np.r_[1.0, close[1:] / close[:-1]]
-        repeats = -(-length // len(frame))
-        steps = np.tile(growth, repeats)[:length]
-        steps[:: len(frame)] = 1.0
-        level = close[0] * np.cumprod(steps)
-        ohl = np.tile(shape, (repeats, 1))[:length] * level[:, None]
-        out[symbol] = pd.DataFrame({"open": ohl[:, 0], "high": np.maximum(ohl[:, 1], level),
-                                    "low": np.minimum(ohl[:, 2], level), "close": level,
-                                    "volume": np.tile(frame["volume"].to_numpy(), repeats)[:length],
-                                    "openinterest": 0.0}, index=days)
-    return out
 
 
 def best_of(repeats: int, fn) -> float:
@@ -152,13 +132,12 @@ class Empty(bt.Strategy):
 
 
 class ReadFeatures(bt.Strategy):
-    """Reads every symbol's whole feature row at every bar (banks: a FeatureBank per data too)."""
+    """Reads every symbol's whole feature row at every bar."""
 
-    params = (("engine", None), ("panel", None), ("banks", False))
+    params = (("engine", None), ("panel", None))
 
     def __init__(self):
         self.features = FeatureHub(self, self.p.engine, panel=self.p.panel)
-        self.banks = [FeatureBank(d, hub=self.features) for d in self.datas] if self.p.banks else []
         self.buffer = np.empty((len(self.datas), len(self.p.engine.names)))
 
     def prenext(self):
@@ -183,13 +162,11 @@ def backtest_speed(bars, registry, sectors) -> None:
 
     empty = best_of(3, lambda: run(Empty))
     reading = best_of(3, lambda: run(ReadFeatures, engine=engine))
-    with_banks = best_of(3, lambda: run(ReadFeatures, engine=engine, banks=True))
     panel = engine.batch(bars)
     precomputed = best_of(3, lambda: run(ReadFeatures, engine=engine, panel=panel))
     print(f"backtest, {len(bars)} stocks x {n_bars // len(bars)} bars: empty strategy {n_bars / empty:,.0f} bars/s; "
           f"reading every feature row {n_bars / reading:,.0f} bars/s = {empty / reading:.2f} of empty "
-          f"(features computed in the run); with a FeatureBank per data {n_bars / with_banks:,.0f} bars/s = "
-          f"{empty / with_banks:.2f}; {n_bars / precomputed:,.0f} bars/s = {empty / precomputed:.2f} "
+          f"(features computed in the run); {n_bars / precomputed:,.0f} bars/s = {empty / precomputed:.2f} "
           f"(panel computed beforehand, as training does)")
 
 

@@ -2,7 +2,7 @@
 """Live latency: a bar's arrival on the websocket to the order it causes reaching the broker.
 
 A real ``python run.py live`` process trades ``--symbols`` symbols against the local Alpaca-compatible
-server (``brokers.testing.alpaca_server``): history for the warm-up, then one bar of every symbol per
+server (``brokers.alpaca.local_server``): history for the warm-up, then one bar of every symbol per
 minute over the market data websocket. The server stamps, on one clock, when it sends each bar and
 when each order POST arrives; an order's latency is the difference, for the bar its client id names.
 The path measured: websocket receive and decode (alpaca-py), the bar clock, Backtrader's loop with
@@ -46,7 +46,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 from sqlalchemy import func, select
 
@@ -55,8 +54,9 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from brokers.journal import EQUITY, STRATEGY_STATE, Journal, sqlite_url  # noqa: E402
-from brokers.testing.alpaca_server import AlpacaTestServer  # noqa: E402
+from brokers.alpaca.local_server import AlpacaTestServer  # noqa: E402
 from feeds.live_feed import Bar, bars_of  # noqa: E402
+from benchmarks.registry_model import fit_registry_model  # noqa: E402
 from benchmarks.universe import clean_tickers, source_folder  # noqa: E402
 
 PREFIX = "bench-"
@@ -75,6 +75,8 @@ min_confidence = 0.5             # the schema's floor: entries on any positive e
 min_expected_return = 0.0
 [models.search]
 schedule = "off"                 # the one fit in this process; a registry model is not searched live
+[features]
+cache = false                    # bars stamped today: nothing a later run could reuse
 """, "risk": """max_position_weight = 0.02
 stop_max = 0.01                  # a Kelly cap above 0 needs an expected gain near the stop distance
 daily_loss_limit = 1.0           # off: a few hundred daily bars fall in one calendar day
@@ -126,33 +128,13 @@ def ml_history() -> int:
 
 
 def fit_model(config_path: Path, history: dict[str, list[Bar]], name: str) -> str:
-    """Fit the ensemble once at the last history bar (``WalkForward.retrain``, the config's models)
-    and save it as registry model ``name``, as ``run.py train`` saves its last fit; returns a summary."""
-    from config import config_hash, load_config
-    from features.from_config import engine_from_config
-    from models import registry
-    from models.dataset import PanelData
-    from models.walkforward import WalkForward
+    """Fit the ensemble once at the last history bar and save it as registry model ``name``
+    (``benchmarks.registry_model``); returns a summary."""
+    from config import load_config
 
-    start = time.perf_counter()
     with contextlib.chdir(ROOT):   # relative paths (sector map, registry) as the live process sees them
-        cfg = load_config(config_path)
-        symbols = sorted(history)
         frames = {s: pd.DataFrame(bars, columns=Bar._fields).set_index("datetime") for s, bars in history.items()}
-        engine = engine_from_config(cfg, symbols)
-        panel = engine.batch(frames)
-        prices = {f: np.column_stack([frames[s][f].reindex(panel.times).to_numpy(np.float64) for s in symbols])
-                  for f in ("close", "high", "low")}
-        data = PanelData.build(panel.values, prices["close"], prices["high"], prices["low"], cfg.models,
-                               times=panel.times, symbols=symbols, feature_names=panel.names)
-        walk = WalkForward(cfg.models, cfg.backtest.seed)
-        walk.retrain(data, data.n_bars - 1)
-        p = walk.predictor
-        registry.save(p, registry.REGISTRY_ROOT / name, feature_names=panel.names,
-                      feature_registry_hash=engine.registry.hash(), config_hash=config_hash(cfg), symbols=symbols,
-                      training_range=(data.time_of(p.train_bars_range[0]), data.time_of(p.train_bars_range[1])))
-    return (f"model {name}: {', '.join(p.base_names)} fitted on {p.n_train} samples, {len(panel.names)} features, "
-            f"in {time.perf_counter() - start:.1f} s")
+        return fit_registry_model(load_config(config_path), frames, name)
 
 
 class Progress:

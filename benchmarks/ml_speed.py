@@ -31,7 +31,7 @@ from common.errors import DataError  # noqa: E402
 from config import load_config  # noqa: E402
 from features import FeatureEngine, build_registry  # noqa: E402
 from feeds.loader import load_universe  # noqa: E402
-from models.dataset import PanelData, flat, valid_rows  # noqa: E402
+from models.dataset import PanelData, flat, panel_data_from_bars, valid_rows  # noqa: E402
 from models.evaluation import evaluate  # noqa: E402
 from models.walkforward import WalkForward  # noqa: E402
 
@@ -57,11 +57,8 @@ def universe(n: int) -> tuple[dict, str]:
 def panel_data(bars: dict, cfg, sectors: dict | None) -> PanelData:
     symbols = list(bars)
     registry = build_registry(has_sectors=bool(sectors))
-    panel = FeatureEngine(registry, symbols, sectors=sectors, config=cfg.features).batch(bars)
-    prices = {f: np.column_stack([bars[s][f].reindex(panel.times).to_numpy(np.float64) for s in symbols])
-              for f in ("high", "low", "close")}
-    return PanelData.build(panel.values, prices["close"], prices["high"], prices["low"], cfg.models,
-                           times=panel.times, symbols=symbols, feature_names=panel.names)
+    engine = FeatureEngine(registry, symbols, sectors=sectors, config=cfg.features)
+    return panel_data_from_bars(engine, bars, cfg.models)[1]
 
 
 def widen(bars: dict, n: int) -> dict:

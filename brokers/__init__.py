@@ -1,5 +1,4 @@
-"""Orders out: the live broker (``brokers.live_broker``) over a venue (``brokers.venue``): Alpaca
-(``alpaca_store``, ``alpaca_venue``) or the simulated venue of a replay (``sim_venue`` on the matching
-engine ``simulator``, which fills as Backtrader's BackBroker does); the journal (``journal``), the keys
-(``secrets``), the market calendar (``calendar``), and a local Alpaca-compatible server for tests
-(``testing.alpaca_server``)."""
+"""Orders out: the live broker (``brokers.live``) over a venue (``brokers.venue``): Alpaca (the adapter
+``brokers.alpaca``: keys, store, venue, bar source, calendar and a local test server) or the simulated
+venue of a replay (``sim_venue`` on the matching engine ``simulator``, which fills as Backtrader's
+BackBroker does); the journal (``journal``) and BackBroker's fill accounting (``accounting``)."""

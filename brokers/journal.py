@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
-import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ from sqlalchemy import (JSON, Column, DateTime, Float, Integer, MetaData, String
 from sqlalchemy.exc import SQLAlchemyError
 
 from common.errors import UserError
+from common.jsonable import to_jsonable
 
 log = logging.getLogger("live.journal")
 
@@ -145,21 +145,6 @@ _UPDATE_STATE = update(STRATEGY_STATE).where(STRATEGY_STATE.c.name == bindparam(
 
 def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
-
-
-def _clean(value):
-    """JSON-safe (NaN -> None, datetimes -> ISO text, numpy scalars -> Python)."""
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    if isinstance(value, (dt.datetime, dt.date)):
-        return value.isoformat()
-    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 @dataclass(frozen=True)
@@ -312,14 +297,14 @@ class Journal:
         returns, inside a batch too (the order must be on disk before it can reach the broker)."""
         now = _utcnow()
         self._write((_INSERT_ORDER, [{"status": "intent", "filled_qty": 0.0, "created_at": now, "updated_at": now,
-                                      **row, "info": _clean(row.get("info") or {})} for row in rows]),
+                                      **row, "info": to_jsonable(row.get("info") or {})} for row in rows]),
                     durable=True)
 
     def adopt(self, row: dict) -> None:
         """An order found at the venue that the journal did not know (placed elsewhere, or lost)."""
         now = _utcnow()
         self._write((_INSERT_ORDER, {"created_at": now, "updated_at": now, **row,
-                                     "info": _clean(row.get("info") or {})}),)
+                                     "info": to_jsonable(row.get("info") or {})}),)
 
     def update_order(self, client_order_id: str, **values) -> None:
         values = {k: v for k, v in values.items() if v is not None}
@@ -387,7 +372,7 @@ class Journal:
         this live, once a bar): one executemany, in the batch's transaction inside a batch, else
         committed on its own."""
         now = _utcnow()
-        params = [{"bar_datetime": bar_datetime, "symbol": symbol, "model_id": model_id, "values": _clean(values),
+        params = [{"bar_datetime": bar_datetime, "symbol": symbol, "model_id": model_id, "values": to_jsonable(values),
                    "recorded_at": now} for symbol, values in rows]
         if params:
             self._write((_INSERT_PREDICTION, params),)
@@ -411,7 +396,7 @@ class Journal:
 
     # ---- strategy state and settings ---------------------------------------------------------
     def save_state(self, name: str, bar_datetime: dt.datetime, state: dict) -> None:
-        values = {"bar_datetime": bar_datetime, "state": _clean(state), "updated_at": _utcnow()}
+        values = {"bar_datetime": bar_datetime, "state": to_jsonable(state), "updated_at": _utcnow()}
         with self._reading() as conn:
             exists = conn.execute(_STATE_SEEN, {"key": name}).first()
         if exists:
@@ -428,7 +413,7 @@ class Journal:
         with self._reading() as conn:
             exists = conn.execute(select(META.c.key).where(META.c.key == key)).first()
         statement = update(META).where(META.c.key == key) if exists else insert(META).values(key=key)
-        self._write((statement.values(value=_clean(value)),))
+        self._write((statement.values(value=to_jsonable(value)),))
 
     def get_meta(self, key: str, default=None):
         with self._reading() as conn:

@@ -10,6 +10,7 @@ import datetime as dt
 import queue
 import threading
 
+from brokers.alpaca.capabilities import ALPACA_CAPABILITIES
 from brokers.simulator import MatchingEngine
 from brokers.venue import (Account, MarketClock, OrderRequest, TradeUpdate, VenueOrder, VenuePosition,
                            select_orders)
@@ -17,7 +18,10 @@ from feeds.live_feed import BarGroup
 
 
 class SimulatedVenue:
-    """:class:`brokers.venue.Venue` over :class:`MatchingEngine` (thread-safe)."""
+    """:class:`brokers.venue.Venue` over :class:`MatchingEngine` (thread-safe). It stands in for Alpaca in
+    a replay, so it declares Alpaca's rules: the live broker then sends the same orders as live."""
+
+    capabilities = ALPACA_CAPABILITIES
 
     def __init__(self, cash: float, *, commission_bps: float, slippage_bps: float):
         self.engine = MatchingEngine(cash, commission_bps=commission_bps, slippage_bps=slippage_bps)

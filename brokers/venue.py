@@ -1,8 +1,9 @@
 """What the live broker needs from a trading venue, in venue-neutral terms.
 
-Two venues implement :class:`Venue`: ``brokers.alpaca_venue.AlpacaVenue`` (Alpaca over alpaca-py) and
+Two venues implement :class:`Venue`: ``brokers.alpaca.execution.AlpacaVenue`` (Alpaca over alpaca-py) and
 ``brokers.sim_venue.SimulatedVenue`` (the local matching engine that fills exactly like Backtrader's
-BackBroker, for replay). ``brokers.live_broker.LiveBroker`` talks to either through this interface only.
+BackBroker, for replay). ``brokers.live.broker.LiveBroker`` talks to either through this interface only,
+and follows a venue's own rules as the venue declares them (:class:`VenueCapabilities`).
 
 Names follow Alpaca's REST API (order types, statuses, time in force, trade update events), since that
 is the one real venue; datetimes are naive, in the exchange's time zone, like every bar in the project.
@@ -44,6 +45,40 @@ class NotCancelable(VenueError):
 
 class VenueUnavailable(VenueError, UserError):
     """The venue did not answer after the configured retries (a user sees one line, exit status 2)."""
+
+
+@dataclass(frozen=True)
+class VenueCapabilities:
+    """A venue's own rules, declared by the venue, that the live broker follows without knowing the venue.
+
+    ``oco_stop_types``: the stop order types an OCO's stop-loss may be (``stop``, ``stop_limit``: what a
+    :class:`Leg` expresses); a pair whose stop is another type (a trailing stop) sends the stop alone and
+    drops the take-profit. ``exits_hold_shares``: an open order holds its shares, so an exit waits until
+    the cancel of the open orders of its side is answered. ``margin_words``: a rejection whose reason
+    holds all of these (any case) is for want of buying power (Backtrader's Margin, not Rejected).
+    ``name`` names the venue in the broker's messages.
+    """
+
+    name: str
+    oco_stop_types: frozenset[str]
+    exits_hold_shares: bool
+    margin_words: tuple[str, ...]
+
+    def __post_init__(self):
+        if not self.oco_stop_types <= {"stop", "stop_limit"}:
+            raise ValueError(f"an OCO's stop-loss leg is a stop or stop_limit, not {sorted(self.oco_stop_types)}")
+
+    def is_margin(self, reason: str | None) -> bool:
+        """Whether a rejection's reason means insufficient buying power."""
+        return bool(reason) and all(word in reason.lower() for word in self.margin_words)
+
+    def oco_refusal(self, stop_type: str) -> str | None:
+        """Why a take-profit cannot be in an OCO with a stop of ``stop_type`` (None: it can)."""
+        if stop_type in self.oco_stop_types:
+            return None
+        words = {"trailing_stop": "trailing stop", "stop_limit": "stop-limit stop"}.get(stop_type, stop_type)
+        alone = "trails" if stop_type == "trailing_stop" else "goes alone"
+        return f"{self.name}'s OCO orders take no {words}: the take-profit is dropped while the stop {alone}"
 
 
 @dataclass(frozen=True)
@@ -222,6 +257,7 @@ class Venue(Protocol):
 
     updates: "queue.Queue[TradeUpdate]"
     commission_bps: float
+    capabilities: VenueCapabilities
 
     def start(self) -> None: ...
 

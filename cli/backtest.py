@@ -6,8 +6,8 @@ import datetime as dt
 import logging
 from pathlib import Path
 
-from cli.common import (add_config_option, add_data_option, add_executor_options, config_from_args,
-                        executor_overrides, load_data)
+from cli.common import (add_config_option, add_data_option, add_executor_options, add_strategy_option,
+                        config_from_args, executor_overrides, load_data)
 from common.errors import UserError
 
 log = logging.getLogger("backtest")
@@ -22,7 +22,7 @@ def _date(text: str) -> dt.date:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_data_option(parser)
-    parser.add_argument("--strategy", help="strategy name (default: the config's backtest.strategy)")
+    add_strategy_option(parser)
     parser.add_argument("--start", type=_date, metavar="YYYY-MM-DD",
                         help="first bar traded; earlier bars only warm indicators up")
     parser.add_argument("--end", type=_date, metavar="YYYY-MM-DD", help="last bar used")
@@ -56,9 +56,8 @@ def run(args: argparse.Namespace) -> int:
         "backtest.plot": False if args.no_plot else None, **executor_overrides(args),
     })
     strategy_cls = get_strategy(cfg.backtest.strategy)
-    warmup = getattr(strategy_cls, "required_bars", lambda c: 1)(cfg)
     quality = DataQuality()
-    bars = load_data(cfg, min_bars=warmup, end=cfg.backtest.end, quality=quality)
+    bars = load_data(cfg, min_bars=strategy_cls.required_bars(cfg), end=cfg.backtest.end, quality=quality)
     if cfg.backtest.start is not None and all(f.index[-1].date() < cfg.backtest.start for f in bars.values()):
         raise UserError(f"--start {cfg.backtest.start} is after the last bar of every symbol")
     log.info("%d symbols, %s bars; strategy %s", len(bars), sum(len(f) for f in bars.values()),

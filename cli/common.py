@@ -27,6 +27,15 @@ def executor_overrides(args: argparse.Namespace) -> dict[str, Any]:
     return {"executor.kind": "ray" if args.ray_address else args.executor, "executor.address": args.ray_address}
 
 
+def add_strategy_option(parser: argparse.ArgumentParser) -> None:
+    from strategies import STRATEGIES
+
+    names = sorted(STRATEGIES)
+    # not argparse choices: an unknown name is the user's error, one line (strategies.get_strategy)
+    parser.add_argument("--strategy", metavar="NAME",
+                        help=f"the strategy: {', '.join(names)} (default: the config's backtest.strategy)")
+
+
 def add_data_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", metavar="PATH", action="append",
                         help="CSV file or folder of CSV files, one symbol per file (repeatable; "
@@ -44,8 +53,9 @@ def load_data(cfg: Config, *, min_bars: int = 1, end=None, quality=None) -> dict
 
 
 def config_from_args(args: argparse.Namespace, overrides: dict[str, Any] | None = None) -> Config:
-    """The config file, then command-line options (only those the user gave)."""
+    """The config file, then command-line options (only those the user gave); every command has
+    ``--data`` and ``--config`` (``add_data_option``, ``add_config_option``)."""
     merged = dict(overrides or {})
-    if getattr(args, "data", None):
+    if args.data:
         merged["data.paths"] = list(args.data)
-    return load_config(getattr(args, "config", None), merged)
+    return load_config(args.config, merged)

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from cli.backtest import new_run_dir
-from cli.common import add_config_option, add_data_option, config_from_args, load_data
+from cli.common import add_config_option, add_data_option, add_strategy_option, config_from_args, load_data
 from common.errors import UserError
 
 log = logging.getLogger("live")
@@ -29,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "simulated broker: no keys, no network; writes the backtest's records")
     parser.add_argument("--speed", type=float, default=0.0, metavar="N",
                         help="replay: release N bars per second (default 0: as fast as possible)")
-    parser.add_argument("--strategy", help="strategy name (default: the config's backtest.strategy)")
+    add_strategy_option(parser)
     add_data_option(parser)
     add_config_option(parser)
     parser.add_argument("--out", metavar="DIR", help="replay: output folder (default: a new folder under runs/); "
@@ -69,7 +69,7 @@ def _replay(args, cfg) -> int:
     strategy_cls = get_strategy(cfg.backtest.strategy)
     quality = DataQuality()
     bars = load_data(cfg, min_bars=strategy_cls.required_bars(cfg), end=cfg.backtest.end, quality=quality)
-    model = _resolve_model(args.model, cfg, sorted(bars))
+    model = _resolve_model(args.model, cfg, sorted(bars), strategy_cls)
     out = Path(args.out) if args.out else new_run_dir(cfg.backtest.out_root, f"replay-{cfg.backtest.strategy}")
     out.mkdir(parents=True, exist_ok=True)
     log.info("replay: %d symbols, %d bars; strategy %s%s", len(bars), sum(len(f) for f in bars.values()),
@@ -87,7 +87,7 @@ def _replay(args, cfg) -> int:
 
 def _live(args, cfg) -> int:
     from brokers.journal import Journal, sqlite_url
-    from brokers.secrets import load_credentials, protect_logging
+    from brokers.alpaca.credentials import load_credentials, protect_logging
     from engine.live import LiveRunner
     from strategies import get_strategy
 
@@ -98,7 +98,7 @@ def _live(args, cfg) -> int:
         _confirm_live_money(args.confirm_live_money)
     strategy_cls = get_strategy(cfg.backtest.strategy)
     symbols = _symbols(cfg)
-    model = _resolve_model(args.model, cfg, symbols)
+    model = _resolve_model(args.model, cfg, symbols, strategy_cls)
     state_dir = Path(args.out or cfg.live.state_dir)
     state_dir.mkdir(parents=True, exist_ok=True)
     log_file = logging.FileHandler(state_dir / "live.log", encoding="utf-8")
@@ -137,11 +137,14 @@ def _symbols(cfg) -> list[str]:
     return sorted(load_data(cfg))
 
 
-def _resolve_model(name: str | None, cfg, symbols: list[str]) -> str | None:
-    """``--model NAME``: the artefact ``models/registry/NAME``, refused (one line) when the features it
-    was trained on are not those the code computes for this run's data; returns its id for the journal."""
+def _resolve_model(name: str | None, cfg, symbols: list[str], strategy_cls) -> str | None:
+    """``--model NAME``: the artefact ``models/registry/NAME``, refused (one line) for a strategy that
+    trades no models, or when the features it was trained on are not those the code computes for
+    this run's data; returns its id for the journal."""
     if name is None:
         return None
+    if not strategy_cls.trains_models:
+        raise UserError(f"--model {name}: the strategy {cfg.backtest.strategy} trades no models")
     import hashlib
     import json
 

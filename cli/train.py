@@ -35,12 +35,9 @@ def run(args: argparse.Namespace) -> int:
     import shutil
     import tempfile
 
-    import numpy as np
-
-    from features.cache import batch_panel
     from features.from_config import engine_from_config
     from models import registry
-    from models.dataset import PanelData
+    from models.dataset import panel_data_from_bars
     from models.evaluation import evaluate
     from models.executor import executor_from_config
     from models.walkforward import WalkForward
@@ -53,11 +50,7 @@ def run(args: argparse.Namespace) -> int:
     bars = load_data(cfg, end=cfg.backtest.end)
     symbols = list(bars)
     engine = engine_from_config(cfg, symbols)
-    panel = batch_panel(engine, bars, progress=True)
-    prices = {f: np.column_stack([bars[s][f].reindex(panel.times).to_numpy(np.float64) for s in symbols])
-              for f in ("close", "high", "low")}
-    data = PanelData.build(panel.values, prices["close"], prices["high"], prices["low"], cfg.models,
-                           times=panel.times, symbols=symbols, feature_names=panel.names)
+    panel, data = panel_data_from_bars(engine, bars, cfg.models, progress=True)
     journal = Path(tempfile.mkdtemp(prefix="search-")) / "search.journal"   # into the model folder at the end
     walk = WalkForward(cfg.models, cfg.backtest.seed, progress=True, search_journal=journal)
     try:

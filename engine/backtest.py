@@ -1,7 +1,8 @@
 """Assemble and run a backtest: feeds, broker costs, the strategy, recording analyzers, metrics.
 
-The Cerebro built here is the one the live path builds too (``build_cerebro``), with a different
-broker and feeds: the strategy code is the same object in both.
+Every run, backtest, replay and live, is assembled by ``build_cerebro`` (a backtest's feeds and broker:
+``backtest_cerebro``; live: ``engine.live.LiveSession``), and every run on recorded bars ends in
+``run_result``: the strategy code, the recorders and the metrics are the same objects in all.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from analyzers import records, stats
+from analyzers.live_session import LiveSessionRecorder
 from config import Config, config_hash, results_config
 from engine.compat import bt
 from feeds.pandas_feed import bars_to_feed
@@ -62,30 +64,45 @@ def trading_calendar(bars: dict[str, pd.DataFrame]) -> pd.DatetimeIndex:
     return index
 
 
-def add_observers_and_records(cerebro: bt.Cerebro) -> None:
-    """What every run draws and records, backtest and live alike: buy/sell marks, stop and target
-    levels, and the orders, trades, positions and equity analyzers ``collect_records`` reads."""
+def build_cerebro(cfg: Config, feeds: list, broker, strategy_cls, *, session=None, runonce: bool = False,
+                  progress_total: int | None = None, **strategy_kwargs) -> bt.Cerebro:
+    """The Cerebro of every run, backtest, replay and live alike: the feeds, the broker, the strategy,
+    and what every run draws and records (buy/sell marks, stop and target levels, and the orders,
+    trades, positions and equity analyzers ``collect_records`` reads). ``session``: a live session or
+    replay (``engine.live.LiveSession``): its feeds come bar by bar from its clock, and after each bar
+    its recorder sends the bar's orders, then journals (``analyzers.live_session``), before the
+    records. ``progress_total``: show a progress bar over that many bars."""
+    live = session is not None
+    cerebro = bt.Cerebro(stdstats=False, preload=not live, runonce=runonce and not live, optreturn=False, maxcpus=1)
+    for feed in feeds:
+        cerebro.adddata(feed)
+    if live:
+        cerebro.addstore(session.clock)
+    cerebro.broker = broker
+    cerebro.addstrategy(strategy_cls, cfg=cfg, **strategy_kwargs)
+    if live:
+        cerebro.addanalyzer(LiveSessionRecorder, _name="live_session", session=session)
     cerebro.addobservermulti(bt.observers.BuySell, barplot=True)
     cerebro.addobservermulti(StopTargetLevels)
     cerebro.addanalyzer(records.OrderLog, _name="orders")
     cerebro.addanalyzer(records.TradeLog, _name="trades")
     cerebro.addanalyzer(records.PositionLog, _name="positions")
     cerebro.addanalyzer(records.EquityLog, _name="equity")
-
-
-def build_cerebro(cfg: Config, bars: dict[str, pd.DataFrame], *, strategy_cls=None, progress: bool = False,
-                  runonce: bool | None = None, **strategy_kwargs) -> bt.Cerebro:
-    strategy_cls = strategy_cls or get_strategy(cfg.backtest.strategy)
-    cerebro = bt.Cerebro(stdstats=False, runonce=cfg.backtest.runonce if runonce is None else runonce,
-                         preload=True, optreturn=False, maxcpus=1)
-    for symbol, frame in bars.items():
-        cerebro.adddata(bars_to_feed(symbol, frame))
-    configure_broker(cerebro.broker, cfg)
-    cerebro.addstrategy(strategy_cls, cfg=cfg, **{"data_ends": data_ends(bars), **strategy_kwargs})
-    add_observers_and_records(cerebro)
-    if progress:
-        cerebro.addanalyzer(records.Progress, _name="progress", total=len(trading_calendar(bars)))
+    if progress_total is not None:
+        cerebro.addanalyzer(records.Progress, _name="progress", total=progress_total)
     return cerebro
+
+
+def backtest_cerebro(cfg: Config, bars: dict[str, pd.DataFrame], *, strategy_cls=None, progress: bool = False,
+                     runonce: bool | None = None, **strategy_kwargs) -> bt.Cerebro:
+    """:func:`build_cerebro` for a backtest: the bars preloaded, Backtrader's broker with the costs."""
+    broker = bt.brokers.BackBroker()
+    configure_broker(broker, cfg)
+    return build_cerebro(cfg, [bars_to_feed(symbol, frame) for symbol, frame in bars.items()], broker,
+                         strategy_cls or get_strategy(cfg.backtest.strategy),
+                         runonce=cfg.backtest.runonce if runonce is None else runonce,
+                         progress_total=len(trading_calendar(bars)) if progress else None,
+                         **{"data_ends": data_ends(bars), **strategy_kwargs})
 
 
 def data_ends(bars: dict[str, pd.DataFrame]) -> dict[str, tuple[dt.datetime, dt.datetime]]:
@@ -118,15 +135,16 @@ def collect_records(strategy, start: dt.date | None = None) -> RunRecords:
 
 def walk_forward_section(cfg: Config, strategy, top_features: int = 25) -> dict | None:
     """The ``walk_forward`` section of metrics.json for a strategy that trains models walk-forward
-    (it has ``walk_forward()``): out-of-sample scores per fold and in all at the decision horizon
+    (its ``walk_forward()`` returns what it fitted): out-of-sample scores per fold and in all at the decision horizon
     beside the always-up and last-return baselines (``models.evaluation.evaluate``), the accuracy at
     every horizon, the cross-sectional evaluation at every horizon beside the momentum and reversal
     baselines (``cross_section``, with each fold's rank IC: ``models.factor_evaluation``), the mean
     feature importance and the configurations the searches tried."""
-    got = strategy.walk_forward() if hasattr(strategy, "walk_forward") else None
+    got = strategy.walk_forward()
     if got is None:
         return None
-    from models.evaluation import evaluate, to_jsonable
+    from common.jsonable import to_jsonable
+    from models.evaluation import evaluate
     from models.factor_evaluation import cross_section
 
     result, data = got
@@ -196,7 +214,7 @@ def strategy_metrics(cfg: Config, bars: dict[str, pd.DataFrame], strategy, rec: 
     """metrics.json of a finished run (backtest or replay): ``compute_metrics`` with the models'
     walk-forward evaluation when the strategy trained any, and the kill switch's verdict if it tripped."""
     metrics = compute_metrics(cfg, bars, rec, bh, walk_forward_section(cfg, strategy))
-    if getattr(strategy, "halted", None):
+    if strategy.halted:
         metrics["kill_switch"] = dict(strategy.halted)
     return metrics
 
@@ -205,9 +223,14 @@ def run_backtest(cfg: Config, bars: dict[str, pd.DataFrame], *, strategy_cls=Non
                  runonce: bool | None = None, **strategy_kwargs) -> BacktestResult:
     """Run the configured strategy on validated bars; records and metrics, nothing written."""
     show_progress = cfg.backtest.progress and sys.stderr.isatty()
-    cerebro = build_cerebro(cfg, bars, strategy_cls=strategy_cls, progress=show_progress, runonce=runonce,
-                            **strategy_kwargs)
-    strategy = cerebro.run()[0]
+    cerebro = backtest_cerebro(cfg, bars, strategy_cls=strategy_cls, progress=show_progress, runonce=runonce,
+                               **strategy_kwargs)
+    return run_result(cfg, bars, cerebro, cerebro.run()[0])
+
+
+def run_result(cfg: Config, bars: dict[str, pd.DataFrame], cerebro: bt.Cerebro, strategy) -> BacktestResult:
+    """What every finished run on recorded bars returns (a backtest, a replay): its records from
+    ``backtest.start`` on, buy-and-hold over the same bars, and its metrics."""
     rec = collect_records(strategy, cfg.backtest.start)
     calendar = pd.DatetimeIndex(pd.to_datetime(rec.equity["datetime"]))
     bh = stats.buy_and_hold(bars, cfg.backtest.cash, commission_bps=cfg.costs.commission_bps,

@@ -1,25 +1,24 @@
 """Run a strategy live (Alpaca) or in replay (recorded bars, simulated venue): the same Cerebro.
 
-Both build the backtest's strategy, observers and recording analyzers, with live feeds in step
-(``feeds.live_feed``), the :class:`brokers.live_broker.LiveBroker` and a journal. A replay's records,
-metrics and report are the backtest's, from the same code (``engine.backtest``, ``reports.writer``).
+Both assemble the backtest's Cerebro (``engine.backtest.build_cerebro``: the strategy, observers and
+recording analyzers) with live feeds in step (``feeds.live_feed``), the
+:class:`brokers.live.broker.LiveBroker` and a journal. A replay's records, metrics and report are the
+backtest's, from the same code (``engine.backtest.run_result``, ``reports.writer``).
 
-Live, a session is: history bars warm the strategy up (no decisions), then it trades; after each bar
-the strategy's state is saved in the journal (:class:`StateKeeper`): its open-position plans with their
-orders' client ids, and every other order it has in flight (an exit, a partial sale) (:func:`snapshot`),
-plus ``strategy.export_state()`` when the strategy has one (the kill switch, the daily loss limit). On
-a restart, the broker reconciles with the venue before any bar is released or the bar stream subscribed
-(``LiveBroker.reconcile``); the state is restored before the first bar after the saved one
-(:func:`restore`), the broker hands back the orders by id with what they did meanwhile, and the latest
-unprocessed bars, if fresh, are decided again: the deterministic client ids make that idempotent.
+Live, a session is: history bars warm the strategy up (no decisions: its ``TradeGate`` is shut),
+then it trades; after each bar the broker sends the bar's orders, then the journal records the bar
+and the strategy's state (``analyzers.live_session.LiveSessionRecorder``, ``strategy.save_state``).
+On a restart, the broker reconciles with the venue before any bar is released or the bar stream
+subscribed (``LiveBroker.reconcile``); the state is restored before the first bar after the saved
+one (``strategy.restore_state``), the broker hands back the orders by id with what they did
+meanwhile, and the latest unprocessed bars, if fresh, are decided again: the deterministic client
+ids make that idempotent.
 """
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import gc
 import logging
-import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,91 +26,19 @@ from typing import Callable
 
 import pandas as pd
 
-from analyzers import stats
+from brokers.alpaca.data import INTERVALS
 from brokers.journal import Journal, sqlite_url
-from brokers.live_broker import LiveBroker, OrderFlush, adopt_venue_positions
+from brokers.live.broker import LiveBroker
+from brokers.live.reconcile import adopt_venue_positions
 from common.errors import UserError
 from config import Config
-from engine.backtest import (BacktestResult, add_observers_and_records, collect_records, data_ends,
-                             strategy_metrics, trading_calendar)
+from engine.backtest import BacktestResult, build_cerebro, collect_records, data_ends, run_result, trading_calendar
 from engine.compat import bt
-from feeds.alpaca_feed import INTERVALS
 from feeds.live_feed import BarClock, BarGroup, ReplaySource, make_feeds, timeframe_of
 from strategies import get_strategy
+from strategies.base import TradeGate
 
 log = logging.getLogger("live")
-
-_BLOCKED = dt.datetime.max  # a trade_start no bar reaches: warm-up only
-
-
-# ---- the strategy's state ------------------------------------------------------------------------
-def snapshot(strategy) -> dict:
-    """What a restarted process needs to carry on: each open-position plan with its orders' client
-    ids, the stop/target levels, and ``strategy.export_state()`` if the strategy defines it."""
-    state: dict = {}
-    plans = getattr(strategy, "positions_plan", None)
-    if plans is not None:
-        state["plans"] = [_plan_state(plan) for plan in plans.values()]
-        state["stop_levels"] = dict(strategy.stop_levels)
-        state["target_levels"] = dict(strategy.target_levels)
-        # exits and partial sales: restored, they tell the strategy of their fills like any order
-        planned = {cid for plan in state["plans"] for cid in (plan["entry_order"], *plan["children"])}
-        state["orders"] = [cid for cid in strategy.broker.in_flight() if cid not in planned]
-    if hasattr(strategy, "export_state"):
-        state["strategy"] = strategy.export_state()
-    return state
-
-
-def _plan_state(plan) -> dict:
-    fields = {f.name: getattr(plan, f.name) for f in dataclasses.fields(plan)}
-    fields["entry_order"] = plan.entry_order.info.get("client_order_id")
-    fields["children"] = [c.info.get("client_order_id") for c in plan.children]
-    fields["entry_datetime"] = plan.entry_datetime.isoformat() if plan.entry_datetime else None
-    fields["extra"] = {k: v for k, v in plan.extra.items() if _jsonable(v)}
-    return fields
-
-
-def _jsonable(value) -> bool:
-    return value is None or isinstance(value, (bool, int, str)) or (isinstance(value, float) and math.isfinite(value))
-
-
-def restore(strategy, state: dict, broker: LiveBroker) -> None:
-    """Put a :func:`snapshot` back into a freshly built strategy; its orders come back from the broker
-    by client id, with what happened to them since as ordinary notifications."""
-    from strategies.base import OpenPosition
-
-    for fields in state.get("plans", []):
-        entry = broker.claim(fields["entry_order"], strategy)
-        if entry is None:
-            log.warning("plan for %s not restored: the broker has no order %s", fields["symbol"],
-                        fields["entry_order"])
-            continue
-        children = [broker.claim(cid, strategy) for cid in fields["children"]]
-        restored = dict(fields, entry_order=entry, children=[c for c in children if c is not None])
-        if fields["entry_datetime"]:
-            restored["entry_datetime"] = dt.datetime.fromisoformat(fields["entry_datetime"])
-        strategy.positions_plan[fields["symbol"]] = OpenPosition(**restored)
-    others = [order for order in (broker.claim(cid, strategy) for cid in state.get("orders", [])) if order is not None]
-    for symbol, plan in strategy.positions_plan.items():
-        if plan.exiting and not any(o.data._name == symbol and o.issell() for o in others):
-            # its exit never reached the broker (it waited for a cancel when the process died): decided again
-            log.warning("the exit of %s was not sent before the restart: the strategy decides it again", symbol)
-            plan.exiting = False
-    if "stop_levels" in state:
-        strategy.stop_levels.update(state["stop_levels"])
-        strategy.target_levels.update(state["target_levels"])
-    if "strategy" in state and hasattr(strategy, "import_state"):
-        strategy.import_state(state["strategy"])
-    log.info("strategy state restored: %d open position plan(s)", len(state.get("plans", [])))
-
-
-class StateKeeper(bt.Analyzer):
-    """After each bar: the journal records equity, positions and the strategy's state."""
-
-    params = (("session", None),)
-
-    def next(self):
-        self.p.session.after_bar(self.strategy)
 
 
 # ---- one run of Cerebro on live feeds --------------------------------------------------------------
@@ -131,41 +58,38 @@ class TradePolicy:
 
 
 class LiveSession:
-    """Cerebro with live feeds, the live broker, the strategy and the recorders, for one run."""
+    """One run on live feeds: the run's Cerebro (``build_cerebro``) with the live broker, for a
+    strategy that trades from the bar its ``policy`` says (None: every bar, as a replay), after
+    restoring the ``saved`` state (the journal's (bar datetime, state), None: a fresh start)."""
 
     def __init__(self, cfg: Config, strategy_cls, clock: BarClock, venue, journal: Journal, symbols: list[str],
                  timeframe: dict, *, name: str, order_id_prefix: str, commission_bps: float,
                  sync_seconds: float | None = None, entry_gate: Callable[[], str | None] | None = None,
                  policy: TradePolicy | None = None, saved: tuple[dt.datetime, dict] | None = None,
                  strategy_kwargs: dict | None = None):
-        self.cfg, self.strategy_cls, self.clock, self.journal = cfg, strategy_cls, clock, journal
-        self.name, self.order_id_prefix, self.policy, self.saved = name, order_id_prefix, policy, saved
+        self.cfg, self.clock, self.journal = cfg, clock, journal
+        self.name, self.policy, self.saved = name, policy, saved
         self.strategy = None
-        self.model: str | None = None  # the registry model this deployment runs (set by the runner)
         self.trading = policy is None
         self.trading_from: dt.datetime | None = None
-        self._started = False
         self._restored = saved is None
-        self.cerebro = bt.Cerebro(stdstats=False, preload=False, runonce=False, optreturn=False, maxcpus=1)
-        for data in make_feeds(clock, symbols, timeframe):
-            self.cerebro.adddata(data)
-        self.cerebro.addstore(clock)
-        if hasattr(venue, "wakeup"):
-            venue.wakeup = clock.wake  # a fill is handled at once, not at the next bar or poll
         self.broker = LiveBroker(venue=venue, journal=journal, commission_bps=commission_bps,
                                  sync_seconds=sync_seconds, sync_order_lookups=cfg.live.sync_order_lookups,
                                  sync_recheck_seconds=cfg.live.sync_recheck_seconds,
                                  entry_gate=entry_gate, order_id_prefix=order_id_prefix,
                                  cancel_wait_seconds=cfg.live.cancel_wait_seconds, bar_waiting=clock.bar_waiting,
                                  on_reconciled=clock.go_live)
-        self.cerebro.broker = self.broker
-        self.cerebro.addstrategy(strategy_cls, cfg=cfg, **(strategy_kwargs or {}))
-        # the backtest's observers and recorders (engine.backtest.build_cerebro)
-        self.cerebro.addanalyzer(OrderFlush, _name="order_flush")
-        add_observers_and_records(self.cerebro)
-        self.cerebro.addanalyzer(StateKeeper, _name="state", session=self)
+        # shut through the warm-up when a policy decides the first bar traded (_on_release opens it)
+        self.trade_gate = TradeGate() if policy is not None else None
+        self.cerebro = build_cerebro(cfg, make_feeds(clock, symbols, timeframe), self.broker, strategy_cls,
+                                     session=self, order_id_prefix=order_id_prefix, trade_gate=self.trade_gate,
+                                     **(strategy_kwargs or {}))
         clock.add_listener(self._on_release)
-        self._collected = False
+
+    @property
+    def saves_state(self) -> bool:
+        """Whether the bar just decided leaves a state to save: a trading strategy, restored."""
+        return self.trading and self._restored
 
     def run(self):
         switch = sys.getswitchinterval()
@@ -180,54 +104,19 @@ class LiveSession:
         return self.strategy
 
     def _on_release(self, group: BarGroup) -> None:
-        """Before a timestamp's bars reach the strategy: set it up, restore its state, start trading."""
-        strategy = self.strategy or self.cerebro.runningstrats[0]
-        self.strategy = strategy
+        """Before a timestamp's bars reach the strategy: restore its state, start trading."""
+        strategy = self.strategy = self.strategy or self.cerebro.runningstrats[0]
         self.broker.bar_in_progress = True
-        if not self._started:
-            self._started = True
-            strategy.order_id_prefix = self.order_id_prefix
-            strategy.live_model = self.model
-            if self.policy is not None:
-                strategy.trade_start = _BLOCKED
         if not self._restored and group.datetime > self.saved[0]:
             self._restored = True
-            restore(strategy, self.saved[1], self.broker)
+            strategy.restore_state(self.saved[1], lambda client_order_id: self.broker.claim(client_order_id, strategy))
         if not self.trading and self.policy.trades(group):
             self.trading = True
             self.trading_from = group.datetime
-            # Backtrader's float clock can read a hair before the bar's time
-            strategy.trade_start = group.datetime - dt.timedelta(milliseconds=1)
+            self.trade_gate.open_at(group.datetime)
             log.info("trading from the bar of %s (%s)", group.datetime, "live" if group.live else "catch-up")
         if group.live and self.broker.unsent_at_start:
             self.broker.abandon_unsent()
-
-    def after_bar(self, strategy) -> None:
-        broker = self.broker
-        broker.bar_in_progress = False
-        now = strategy.now
-        if now is None:
-            return
-        holdings = [(d._name, p.size, p.price, d.close[0]) for d, p in broker.positions.items() if p.size]
-        with self.journal.batch():
-            self.journal.record_bar(now, equity_value=broker.getvalue(), cash=broker.getcash(), holdings=holdings)
-            if self.trading and self._restored:
-                self.journal.save_state(self.name, now, snapshot(strategy))
-        # housekeeping now, with the bar's orders sent, rather than in the middle of the next bar's
-        self.journal.checkpoint()
-        self._tidy_heap()
-
-    def _tidy_heap(self) -> None:
-        """Collect the young generations, then freeze what survived (``gc.freeze``). What lives on
-        (bars, indicator buffers, orders, records) then never enters the collector's full passes,
-        which otherwise grow with the session and pause whatever runs when one falls due, a bar's
-        orders included, for 50-200 ms. Only garbage cycles that outlive a bar are kept until the
-        session ends (``run`` unfreezes)."""
-        if not self._collected:
-            self._collected = True
-            gc.collect()  # once: what imports and set-up left behind
-        gc.collect(1)
-        gc.freeze()
 
 
 # ---- replay ------------------------------------------------------------------------------------------
@@ -253,41 +142,38 @@ def run_replay(cfg: Config, bars: dict[str, pd.DataFrame], *, strategy_cls=None,
     session = LiveSession(cfg, strategy_cls, clock, venue, journal, sorted(bars), timeframe_of(calendar),
                           name=f"replay-{cfg.backtest.strategy}", order_id_prefix="",
                           commission_bps=cfg.costs.commission_bps,
-                          strategy_kwargs={"data_ends": data_ends(bars), **strategy_kwargs})
-    session.model = model
+                          strategy_kwargs={"data_ends": data_ends(bars), **_model_param(model), **strategy_kwargs})
     try:
         strategy = session.run()
     finally:
         journal.close()
-    rec = collect_records(strategy, cfg.backtest.start)
-    bh = stats.buy_and_hold(bars, cfg.backtest.cash, commission_bps=cfg.costs.commission_bps,
-                            slippage_bps=cfg.costs.slippage_bps,
-                            calendar=pd.DatetimeIndex(pd.to_datetime(rec.equity["datetime"])))
-    metrics = strategy_metrics(cfg, bars, strategy, rec, bh)
-    metrics["mode"] = "replay"
-    return BacktestResult(cfg=cfg, symbols=sorted(bars), records=rec, buy_and_hold=bh, metrics=metrics,
-                          cerebro=session.cerebro, strategy=strategy)
+    result = run_result(cfg, bars, session.cerebro, strategy)
+    result.metrics["mode"] = "replay"
+    return result
+
+
+def _model_param(model: str | None) -> dict:
+    """The strategy's ``model`` parameter when a registry model is given (only a strategy that trains
+    models has one: ``run.py live --model`` refuses it for the others)."""
+    return {} if model is None else {"model": model}
 
 
 # ---- live on Alpaca ---------------------------------------------------------------------------------
 def _warmup_needs(cfg: Config, strategy_cls, model: str | None) -> list[tuple[int, str, bool]]:
     """(history bars, what needs them, whether a registry model spares them) for each warm-up of a
     live start; see :func:`warmup_needed`."""
-    from features.registry import build_registry
-    from features.sources import macro_name
+    from features.from_config import registry_from_config
 
-    registry = build_registry(has_news=bool(cfg.data.news), has_sectors=bool(cfg.data.sector_map),
-                              has_macro=sorted(macro_name(path) for path in cfg.data.macro) or False,
-                              config=cfg.features)
+    registry = registry_from_config(cfg)
     longest = max(registry, key=lambda feature: feature.warmup)
     name = cfg.backtest.strategy
     needs = [(longest.warmup, f"the feature {longest.name}", False),
              (strategy_cls.required_bars(cfg), f"the strategy {name}", False)]
-    training = getattr(strategy_cls, "bars_before_first_training", None)
-    if model is None and training is not None:
-        needs.append((training(cfg, registry), f"the strategy {name} (training its own model first: "
-                                               f"models.train_bars = {cfg.models.train_bars} bars after its "
-                                               f"features' warm-up)", True))
+    training = None if model is not None else strategy_cls.bars_before_first_training(cfg, registry)
+    if training is not None:
+        needs.append((training, f"the strategy {name} (training its own model first: "
+                                f"models.train_bars = {cfg.models.train_bars} bars after its "
+                                f"features' warm-up)", True))
     return needs
 
 
@@ -325,7 +211,7 @@ class LiveRunner:
     and streams bars until the close. ``1Day``: a session runs ``daily_bar_delay_seconds`` after each
     close on history that ends with the day's bar. Between sessions the runner sleeps; after each it
     writes the session's records under ``state_dir/sessions/`` and, every ``retrain_every_days``, calls
-    the strategy's ``retrain_now()`` if it has one. Each session starts like a restart: everything
+    the strategy's ``retrain_now()`` if it trains models. Each session starts like a restart: everything
     comes back from the journal and the broker.
     """
 
@@ -334,9 +220,9 @@ class LiveRunner:
                  adopt_positions: bool = False):
         import threading
 
-        from brokers.alpaca_store import AlpacaStore
-        from brokers.alpaca_venue import AlpacaVenue
-        from brokers.calendar import MarketCalendar
+        from brokers.alpaca.calendar import MarketCalendar
+        from brokers.alpaca.execution import AlpacaVenue
+        from brokers.alpaca.store import AlpacaStore
 
         check_warmup_bars(cfg, strategy_cls, model=model)
         self.cfg, self.live = cfg, cfg.live
@@ -402,7 +288,7 @@ class LiveRunner:
         self.stop_event.wait(seconds)
 
     def _session(self) -> None:
-        from feeds.alpaca_feed import AlpacaBarSource
+        from brokers.alpaca.data import AlpacaBarSource
 
         live, calendar = self.live, self.calendar
         now = calendar.now()
@@ -421,11 +307,12 @@ class LiveRunner:
         self.clock = BarClock(source, poll_seconds=live.poll_seconds)
         if self.stop_event.is_set():
             return
+        self.venue.wakeup = self.clock.wake  # a fill is handled at once, not at the next bar or poll
         session = LiveSession(self.cfg, self.strategy_cls, self.clock, self.venue, self.journal, self.symbols,
                               _FEED_TIMEFRAMES[live.timeframe], name=self.name, order_id_prefix=self.prefix,
                               commission_bps=live.commission_bps, sync_seconds=live.order_sync_seconds,
-                              entry_gate=source.stale_reason, policy=policy, saved=saved)
-        session.model = self.model
+                              entry_gate=source.stale_reason, policy=policy, saved=saved,
+                              strategy_kwargs=_model_param(self.model))
         log.info("session: warm-up from %s%s", calendar.local(source.history_start),
                  f", streaming until {calendar.local(end)}" if end is not None else "")
         strategy = session.run()
@@ -458,7 +345,7 @@ class LiveRunner:
 
     def _maybe_retrain(self, strategy) -> None:
         every = self.live.retrain_every_days
-        if not every or not hasattr(strategy, "retrain_now"):
+        if not every or not strategy.trains_models:
             return
         today = self.calendar.local(self.calendar.now()).date()
         last = self.journal.get_meta("last_retrain")

@@ -13,7 +13,7 @@ Listeners see each group as it is released, before any feed or the broker does: 
 matches its orders there (as BackBroker does at the top of its ``next``), and the live runner saves
 and restores the strategy's state there.
 
-A :class:`ReplaySource` releases recorded bars (``run.py live --replay``); ``feeds.alpaca_feed``
+A :class:`ReplaySource` releases recorded bars (``run.py live --replay``); ``brokers.alpaca.data``
 releases Alpaca's history, then its websocket bars.
 """
 from __future__ import annotations

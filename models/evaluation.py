@@ -139,18 +139,3 @@ def evaluate(predictions, labels, close: np.ndarray, horizon: int, folds=(), lea
         "leak_alarm_accuracy": leak_alarm_accuracy,
         "reliability": reliability_table(prob, realised > 0, reliability_bins).to_dict("records"),
     }
-
-
-def to_jsonable(value):
-    """NaN -> None, numpy scalars -> Python, recursively (metrics.json has no NaN)."""
-    if isinstance(value, dict):
-        return {k: to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_jsonable(v) for v in value]
-    if isinstance(value, (np.floating, float)):
-        return None if not math.isfinite(value) else float(value)
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.bool_):
-        return bool(value)
-    return value

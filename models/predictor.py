@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import json
+import sys
 import time
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -26,13 +27,13 @@ from pathlib import Path
 import joblib
 import numpy as np
 import pandas as pd
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from models.calibration import ProbabilityCalibrator
 from models.dataset import PanelData, flat, sequences, valid_rows
 from models.ensemble import StackingMetaLearner
 from models.plugins import load_plugin, make_plugin
-from models.prices import market_features, trailing_volatility_at
+from models.prices import trailing_volatility_at
 from models.regime import RegimeClassifier
 from models.splits import purged_kfold, training_samples, validation_split
 from models.stoploss import StopLossModel
@@ -49,9 +50,22 @@ def one_blas_thread(method):
     worker's (and these small problems do not gain from threads)."""
     @functools.wraps(method)
     def wrapped(*args, **kwargs):
-        with threadpool_limits(1, user_api="blas"):
+        with _blas_libraries().limit(limits=1, user_api="blas"):
             return method(*args, **kwargs)
     return wrapped
+
+
+_scanned: dict = {"modules": -1, "controller": None}
+
+
+def _blas_libraries() -> ThreadpoolController:
+    """threadpoolctl's handle on the loaded BLAS libraries, scanned again only after an import (a
+    library comes with a module): with the models' libraries loaded a scan costs about 10 ms, more
+    than the rest of a live bar's prediction."""
+    if _scanned["modules"] != len(sys.modules):
+        _scanned["controller"] = ThreadpoolController()
+        _scanned["modules"] = len(sys.modules)
+    return _scanned["controller"]
 
 
 @dataclass
@@ -218,7 +232,7 @@ class EnsemblePredictor:
         adverse = labels.adverse_excursion[bars, symbols]
         self._timed("stoploss", self.stop.fit, X[tr], adverse[tr], X_val=X[va], y_val=adverse[va])
         window = np.arange(max(0, t - self.cfg.train_bars + 1), t + 1)
-        self._timed("regime", self.regime.fit, market_features(data.close, self.cfg.regime.vol_bars), window)
+        self._timed("regime", self.regime.fit, data.market_features(self.cfg.regime.vol_bars), window)
         self._timed("volatility", self.volatility.fit, data.close, t, self.cfg.train_bars)
         self.fitted_at, self.train_bars_range, self.n_train = t, (int(bars.min()), int(bars.max())), len(bars)
         return self
@@ -304,7 +318,7 @@ class EnsemblePredictor:
         timing = self.timing.predict(self.inputs(self.timing.plugin, data, bars, symbols, X))
         return {"bars": bars, "symbols": symbols, "base": self._predict_base(data, bars, symbols, X),
                 "volatility": self.volatility.predict(data.close, bars, symbols),
-                "regime": self.regime.predict(market_features(data.close, self.cfg.regime.vol_bars), bars),
+                "regime": self.regime.predict(data.market_features(self.cfg.regime.vol_bars), bars),
                 "entry_timing": timing[:, 0], "exit_timing": timing[:, 1], "stop_distance": self.stop.predict(X)}
 
     @one_blas_thread

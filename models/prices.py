@@ -58,12 +58,19 @@ def trailing_volatility_at(close: np.ndarray, bars: np.ndarray, symbols: np.ndar
     return out
 
 
-def market_features(close: np.ndarray, vol_bars: int) -> np.ndarray:
-    """(T, 2): the equal-weight index's log return (mean over the symbols trading at t) and its
-    realised volatility over the last ``vol_bars`` calendar bars (ddof 1)."""
+def market_index(close: np.ndarray) -> np.ndarray:
+    """(T,) the equal-weight index's log return: the mean over the symbols trading at t of their
+    log returns (:func:`log_returns`), NaN where none has one."""
     r = log_returns(close)
     counts = np.isfinite(r).sum(axis=1)
     index = np.full(len(r), np.nan)
     index[counts > 0] = np.nansum(r[counts > 0], axis=1) / counts[counts > 0]
+    return index
+
+
+def market_features(close: np.ndarray, vol_bars: int, index: np.ndarray | None = None) -> np.ndarray:
+    """(T, 2): the equal-weight index's log return (:func:`market_index`; ``index`` when the caller
+    keeps it already) and its realised volatility over the last ``vol_bars`` calendar bars (ddof 1)."""
+    index = market_index(close) if index is None else index
     vol = pd.Series(index).rolling(vol_bars, min_periods=vol_bars).std().to_numpy()
     return np.column_stack([index, vol])

@@ -19,7 +19,7 @@ from importlib import metadata
 from pathlib import Path
 
 from common.errors import UserError
-from models.evaluation import to_jsonable
+from common.jsonable import to_jsonable
 from models.predictor import EnsemblePredictor
 
 MANIFEST = "manifest.json"

@@ -22,5 +22,5 @@ class StopTargetLevels(bt.Observer):
         name = self.data._name
         owner = self._owner
         nan = float("nan")
-        self.lines.stop[0] = getattr(owner, "stop_levels", {}).get(name, nan)
-        self.lines.target[0] = getattr(owner, "target_levels", {}).get(name, nan)
+        self.lines.stop[0] = owner.stop_levels.get(name, nan)
+        self.lines.target[0] = owner.target_levels.get(name, nan)

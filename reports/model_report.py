@@ -122,7 +122,11 @@ def plots(wf: dict, out) -> dict[str, str]:
     folds = [f for f in wf.get("folds", []) if f["accuracy"] is not None]
     if folds:
         fig, ax = plt.subplots(figsize=(12, 4))
-        ax.bar([f["test_start"] for f in folds], [f["accuracy"] for f in folds], color="tab:blue")
+        # one evenly spaced bar per fold, labelled by its first test bar (explicit ticks, not strings as
+        # categorical x values, which matplotlib announces on the terminal)
+        positions = range(len(folds))
+        ax.bar(positions, [f["accuracy"] for f in folds], color="tab:blue")
+        ax.set_xticks(positions, [f["test_start"] for f in folds])
         up = wf["baselines"]["always_up"]["accuracy"]
         if up is not None:
             ax.axhline(up, color="tab:gray", ls="--", label=f"always up (all folds) {up:.1%}")

@@ -3,13 +3,12 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
+from common.jsonable import to_jsonable
 from reports import html as report_html
 from reports import plots
 
@@ -18,24 +17,8 @@ log = logging.getLogger("report")
 RECORD_FILES = ("orders.csv", "trades.csv", "positions.csv", "equity.csv")
 
 
-def _clean(value):
-    """JSON-safe: NaN/inf -> null, numpy scalars -> Python, timestamps -> ISO text."""
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        value = float(value)
-        return value if math.isfinite(value) else None
-    if isinstance(value, (pd.Timestamp,)):
-        return value.isoformat()
-    return value
-
-
 def write_metrics(path, metrics: dict) -> None:
-    Path(path).write_text(json.dumps(_clean(metrics), indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    Path(path).write_text(json.dumps(to_jsonable(metrics), indent=2, sort_keys=False) + "\n", encoding="utf-8")
 
 
 def write_records(out: Path, records) -> None:

@@ -18,6 +18,8 @@ import numpy as np
 import pandas as pd
 from sklearn.covariance import LedoitWolf
 
+from risk.kelly import kelly_cap
+
 log = logging.getLogger("risk")
 
 # Solver noise below this is zero (and does not count as a name).
@@ -224,3 +226,36 @@ def allocate_weights(expected_returns, covariance, sectors: Sequence, *, risk_av
     weights[chosen] = solved
     return AllocationResult(wrap(_within_caps(weights, caps, sector_ids, max_sector, max_total)),
                             status, False, note)
+
+
+class MeanVarianceSizer:
+    """The trading plan's target weights: :func:`allocate_weights` on the shrunk covariance of the
+    trailing returns, with quarter-Kelly caps (``risk.kelly``) when win probabilities are given. The
+    problem is compiled once for ``risk.max_positions`` names and re-solved each bar; whole shares
+    come from ``risk.sizing``."""
+
+    def __init__(self, risk):
+        self.risk = risk   # config.schema.RiskConfig
+        self.problem = MeanVarianceProblem(risk.max_positions)
+
+    def weights(self, expected_returns: pd.Series, returns: pd.DataFrame, sectors: pd.Series, *,
+                current_weights: pd.Series, max_names: int, p_win: pd.Series | None = None,
+                expected_gain: pd.Series | None = None, stop_distance: pd.Series | None = None) -> AllocationResult:
+        """Weights of the names of ``expected_returns`` (per bar): candidates and holdings.
+
+        returns: trailing per-bar returns (columns: the same names) for the shrunk covariance;
+        each name's weight at most ``max_position_weight`` and, when ``p_win`` is given,
+        ``kelly_fraction`` x Kelly of its win probability and payoff (expected gain / stop distance)."""
+        r = self.risk
+        names = list(expected_returns.index)
+        cov = shrunk_covariance(returns.reindex(columns=names).tail(r.covariance_bars),
+                                min_observations=r.min_history_bars)
+        caps = None if p_win is None else np.asarray(
+            kelly_cap(p_win.reindex(names).to_numpy(float), expected_gain.reindex(names).to_numpy(float),
+                      stop_distance.reindex(names).to_numpy(float), r.kelly_fraction), float)
+        return allocate_weights(expected_returns, cov, list(sectors.reindex(names)), risk_aversion=r.risk_aversion,
+                                max_weight=r.max_position_weight, max_total=r.max_total_weight,
+                                max_sector_weight=r.max_sector_weight, max_names=max_names,
+                                kelly_caps=caps,
+                                current_weights=current_weights.reindex(names).fillna(0.0).to_numpy(float),
+                                problem=self.problem)

@@ -1,12 +1,12 @@
-"""Stops of a long position: the initial stop distance, the trailing stop, when to move a stop.
+"""Stops of a long position: the initial stop distance, when a trailing stop fits, when to move a stop.
 
 Stop levels are prices; stop distances are fractions of the entry price. A stop computed from bar
-t's prices applies from bar t+1 on: within one bar the order of its high and low is unknown.
+t's prices applies from bar t+1 on: within one bar the order of its high and low is unknown. A
+trailing stop, once started (``risk.position_rules``), is a stop-trail order: the broker moves it.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 from config.schema import RiskConfig
 
@@ -51,54 +51,3 @@ def stop_should_move(old_stop: float, new_stop: float, entry_price: float, thres
     Only a tightening counts: a stop never loosens (a wider optimal stop is ignored).
     """
     return bool(new_stop - old_stop > threshold * entry_price)
-
-
-@dataclass
-class TrailingStop:
-    """The stop level of one long position: starts at ``stop``, trails once the gain is large enough.
-
-    After the highest price seen reaches ``entry_price x (1 + activation)``, the stop follows
-    ``highest x (1 - trail_pct)``. The level never goes down, and any raise comes from a price seen
-    (so the stop is never set above the price that set it). ``trails=False`` keeps the stop fixed
-    except for explicit :meth:`tighten` calls (when :func:`trailing_stop_fits` says no).
-    A plain dataclass: ``dataclasses.asdict`` / ``TrailingStop(**d)`` persist it.
-    """
-
-    entry_price: float
-    stop: float
-    activation: float
-    trail_pct: float
-    trails: bool = True
-    highest: float = float("nan")
-    active: bool = False
-    is_trailing: bool = False  # the current level was set by the trailing rule ("trailing_stop" exits)
-
-    def __post_init__(self):
-        if math.isnan(self.highest):
-            self.highest = self.entry_price
-        if not (self.entry_price > 0 and math.isfinite(self.stop) and self.stop <= self.highest):
-            raise ValueError(f"a long stop must lie below the prices seen (entry {self.entry_price}, "
-                             f"highest {self.highest}, stop {self.stop})")
-
-    @classmethod
-    def from_config(cls, entry_price: float, stop_pct: float, config: RiskConfig, *, trails: bool = True):
-        return cls(entry_price, entry_price * (1.0 - stop_pct), config.trail_activation, config.trail_pct, trails)
-
-    def update(self, price: float) -> float:
-        """Feed the bar's high (or close) after the bar; returns the stop for the next bar."""
-        if not math.isfinite(price):
-            return self.stop
-        self.highest = max(self.highest, price)
-        if self.trails and not self.active and self.highest >= self.entry_price * (1.0 + self.activation):
-            self.active = True
-        if self.active:
-            level = self.highest * (1.0 - self.trail_pct)
-            if level > self.stop:
-                self.stop, self.is_trailing = level, True
-        return self.stop
-
-    def tighten(self, level: float) -> float:
-        """Raise the stop to ``level`` (e.g. the model's new optimal stop); a lower level is ignored."""
-        if math.isfinite(level) and level > self.stop:
-            self.stop, self.is_trailing = min(level, self.highest), False
-        return self.stop

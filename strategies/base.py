@@ -4,15 +4,24 @@ each order exists, and the stop/target state the observers and records read.
 A strategy subclasses :class:`PortfolioStrategy` and writes ``decide(now, fresh)``: called once per
 bar with the bar's datetime and the symbols that have a bar at that datetime. The same code runs
 in a backtest and live: nothing here knows which broker or feed it talks to.
+
+What the run (``engine.backtest``, ``engine.live``) asks of a strategy is declared here, with
+defaults a subclass overrides: its warm-up (``required_bars``), whether it trains models
+(``trains_models``, ``bars_before_first_training``, ``retrain_now``, ``walk_forward``), the kill
+switch's verdict (``halted``), the bar's predictions for the live journal (``bar_predictions``), and
+the state a live restart carries on from (``save_state`` / ``restore_state``, with the subclass's own
+``export_state`` / ``import_state``).
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
-import math
 from dataclasses import dataclass, field
+from typing import Callable, Iterable
 
 from engine.compat import bt
+from risk.position_rules import PositionState
 
 log = logging.getLogger("strategy")
 
@@ -38,7 +47,45 @@ class OpenPosition:
     bars_held: int = 0
     children: list = field(default_factory=list)  # live stop / target orders
     exiting: bool = False
-    extra: dict = field(default_factory=dict)
+    state: PositionState = field(default_factory=PositionState)  # what the plan's rules carry from bar to bar
+
+
+def plan_state(plan: OpenPosition) -> dict:
+    """One plan as the saved state's JSON: its orders by client id, its entry time in ISO format,
+    its rules' state as a dict, the rest as it is."""
+    fields = {f.name: getattr(plan, f.name) for f in dataclasses.fields(plan)}
+    fields["entry_order"] = plan.entry_order.info.get("client_order_id")
+    fields["children"] = [c.info.get("client_order_id") for c in plan.children]
+    fields["entry_datetime"] = plan.entry_datetime.isoformat() if plan.entry_datetime else None
+    fields["state"] = plan.state.to_dict()
+    return fields
+
+
+def plan_from_state(fields: dict, entry, children: list) -> OpenPosition:
+    """The plan :func:`plan_state` saved, with its orders as the broker handed them back. A plan
+    saved before its rules' state was typed has that state as ``extra``."""
+    restored = {name: value for name, value in fields.items() if name not in ("state", "extra")}
+    restored.update(entry_order=entry, children=children,
+                    state=PositionState.from_dict(fields.get("state", fields.get("extra", {}))))
+    if fields["entry_datetime"]:
+        restored["entry_datetime"] = dt.datetime.fromisoformat(fields["entry_datetime"])
+    return OpenPosition(**restored)
+
+
+class TradeGate:
+    """From which bar a strategy trades; the bars before it only warm it up. A live start passes one
+    that stays shut through the history warm-up; the session opens it (:meth:`open_at`) at the first
+    bar its policy trades (``engine.live.TradePolicy``)."""
+
+    def __init__(self, start: dt.datetime | None = dt.datetime.max):
+        self.start = start  # None: every bar; datetime.max: shut
+
+    def open_at(self, bar: dt.datetime) -> None:
+        # Backtrader's float clock can read a hair before the bar's time
+        self.start = bar - dt.timedelta(milliseconds=1)
+
+    def allows(self, now: dt.datetime) -> bool:
+        return self.start is None or now >= self.start
 
 
 class PortfolioStrategy(bt.Strategy):
@@ -54,8 +101,15 @@ class PortfolioStrategy(bt.Strategy):
     # data_ends: {symbol: (bar, last bar)} for symbols whose data ends before the run's (a delisting,
     # known in advance as one is announced): from ``bar`` on no entry, and a position held then is
     # closed at the last bar's close (exit reason ``delisted``). Backtest and replay pass it; live, none.
-    params = (("cfg", None), ("data_ends", None))
+    # order_id_prefix: prepended to every client order id (live: one deployment per prefix).
+    # trade_gate: a TradeGate (live); none: trade from ``backtest.start`` (every bar without one).
+    params = (("cfg", None), ("data_ends", None), ("order_id_prefix", ""), ("trade_gate", None))
     long_only = True  # the live broker refuses a sell beyond the long position held
+    # trains_models: it fits its own models (walk-forward; the ``models`` methods below) or trades a
+    # registry model given as its ``model`` parameter; live, only such a strategy takes ``--model`` and
+    # is retrained on the schedule
+    trains_models = False
+    halted: dict | None = None  # the kill switch's verdict once it tripped (when, why): metrics.json reports it
 
     @classmethod
     def required_bars(cls, cfg) -> int:
@@ -73,12 +127,11 @@ class PortfolioStrategy(bt.Strategy):
         self.now: dt.datetime | None = None
         self._now_num = 0.0
         self._ids_bar, self._ids_seen = None, {}
-        self.order_id_prefix = ""  # live trading sets a per-deployment prefix
         self._entry_exectype = bt.Order.Market if self.cfg.costs.fill == "next_open" else bt.Order.Close
         self._closing_num = {symbol: bt.date2num(bar) for symbol, (bar, _) in (self.p.data_ends or {}).items()}
         start = self.cfg.backtest.start
         # bars before the configured start only warm indicators up
-        self.trade_start = dt.datetime.combine(start, dt.time()) if start else None
+        self.trade_gate = self.p.trade_gate or TradeGate(dt.datetime.combine(start, dt.time()) if start else None)
 
     # ---- clock -------------------------------------------------------------------------------
     def prenext(self):
@@ -96,7 +149,7 @@ class PortfolioStrategy(bt.Strategy):
             plan = self.positions_plan.get(d._name)
             if plan is not None and plan.entry_datetime is not None:
                 plan.bars_held += 1
-        if self.trade_start is None or self.now >= self.trade_start:
+        if self.trade_gate.allows(self.now):
             if self._closing_num:
                 self._close_delisted(fresh)
             self.decide(self.now, fresh)
@@ -130,7 +183,7 @@ class PortfolioStrategy(bt.Strategy):
         n = self._ids_seen.get(key, 0) + 1
         self._ids_seen[key] = n
         suffix = f"-{n}" if n > 1 else ""
-        return f"{self.order_id_prefix}{symbol}-{self.now:%Y%m%d%H%M%S}-{purpose}{suffix}"
+        return f"{self.p.order_id_prefix}{symbol}-{self.now:%Y%m%d%H%M%S}-{purpose}{suffix}"
 
     def _tag(self, order, symbol: str, reason: str, **info):
         order.addinfo(reason=reason, symbol=symbol, client_order_id=self._order_id(symbol, reason), **info)
@@ -141,7 +194,7 @@ class PortfolioStrategy(bt.Strategy):
 
     def enter_long(self, d, size: int, *, stop_price: float | None, target_price: float | None = None,
                    reason: str = "entry", confidence: float | None = None,
-                   expected_return: float | None = None, limit_price: float | None = None, **extra):
+                   expected_return: float | None = None, limit_price: float | None = None):
         """Buy ``size`` shares at the next bar (open or close per config), with a stop order and an
         optional take-profit order that become active once the entry fills (one cancels the other)."""
         symbol = d._name
@@ -155,7 +208,7 @@ class PortfolioStrategy(bt.Strategy):
         self._tag(main, symbol, reason, **info)
         plan = OpenPosition(symbol=symbol, size=size, signal_price=float(d.close[0]), entry_order=main,
                             stop_price=stop_price, target_price=target_price, confidence=confidence,
-                            expected_return=expected_return, extra=extra)
+                            expected_return=expected_return)
         if stop_price is not None:
             stop = self.sell(data=d, size=size, exectype=bt.Order.Stop, price=stop_price, parent=main,
                              transmit=target_price is None)
@@ -175,7 +228,7 @@ class PortfolioStrategy(bt.Strategy):
         stop (a stop-trail order from ``stop_price`` up, trailing by ``risk.trail_pct``, when ``trailing``) and a take-profit
         limit, one cancelling the other. Backtrader cancels a bracket's children together, so the
         pair is always replaced whole. A trailing stop goes without a take-profit: Alpaca's
-        one-cancels-other orders take no trailing stop (``brokers.live_broker``), and a backtest
+        one-cancels-other orders take no trailing stop (``brokers.alpaca.capabilities``), and a backtest
         that kept one would trade what live cannot."""
         if trailing:
             target_price = None
@@ -250,7 +303,7 @@ class PortfolioStrategy(bt.Strategy):
         self.stop_levels.pop(symbol, None)
         self.target_levels.pop(symbol, None)
 
-    # ---- sizing helpers ----------------------------------------------------------------------
+    # ---- sizing helper -----------------------------------------------------------------------
     def committed_cash(self) -> float:
         """Cash promised to entries that have not filled yet (so we never over-commit)."""
         total = 0.0
@@ -259,9 +312,69 @@ class PortfolioStrategy(bt.Strategy):
                 total += plan.size * plan.signal_price
         return total
 
-    def shares_for_value(self, value: float, price: float) -> int:
-        if price <= 0 or not math.isfinite(price) or value <= 0:
-            return 0
-        # leave room for costs on the fill so a market order is not rejected for a few cents
-        costs = (self.cfg.costs.commission_bps + self.cfg.costs.slippage_bps) / 1e4
-        return int(value / (price * (1 + 2 * costs)))
+    # ---- models (a strategy with ``trains_models`` overrides these) --------------------------
+    @classmethod
+    def bars_before_first_training(cls, cfg, registry) -> int | None:
+        """Bars before the strategy, training its own model, first predicts on a live start (its
+        warm-up when no registry model is given); None: it trains none."""
+        return None
+
+    def retrain_now(self) -> None:
+        """The live runner's scheduled retrain (``live.retrain_every_days``), after the close: nothing
+        to retrain here."""
+
+    def walk_forward(self):
+        """(``WalkForwardResult``, ``PanelData``) of the run's walk-forward training, for metrics.json's
+        ``walk_forward`` section; None: no model was fitted."""
+        return None
+
+    def bar_predictions(self) -> tuple[str, list[tuple[str, dict]]] | None:
+        """This bar's predictions for the live journal: (model id, [(symbol, values)]); None: none."""
+        return None
+
+    # ---- the state a live restart carries on from ---------------------------------------------
+    def export_state(self) -> dict | None:
+        """The subclass's own state beside the plans (a kill switch, a daily loss limit); None: none."""
+        return None
+
+    def import_state(self, state: dict) -> None:
+        """Put back what :meth:`export_state` returned: nothing here."""
+
+    def save_state(self, in_flight: Iterable[str]) -> dict:
+        """What a restarted process needs to carry on: each open-position plan with its orders' client
+        ids, the stop/target levels, the client ids of the other orders in flight (an exit, a partial
+        sale: ``in_flight`` is every order the broker has in flight) and :meth:`export_state`."""
+        state: dict = {"plans": [plan_state(plan) for plan in self.positions_plan.values()],
+                       "stop_levels": dict(self.stop_levels), "target_levels": dict(self.target_levels)}
+        # exits and partial sales: restored, they tell the strategy of their fills like any order
+        planned = {cid for plan in state["plans"] for cid in (plan["entry_order"], *plan["children"])}
+        state["orders"] = [cid for cid in in_flight if cid not in planned]
+        own = self.export_state()
+        if own is not None:
+            state["strategy"] = own
+        return state
+
+    def restore_state(self, state: dict, claim: Callable[[str], object | None]) -> None:
+        """Put a :meth:`save_state` back into this freshly built strategy; ``claim(client id)`` hands
+        back an order by its client id (the live broker's, with what happened to it since as ordinary
+        notifications), or None when the broker has no such order."""
+        for fields in state.get("plans", []):
+            entry = claim(fields["entry_order"])
+            if entry is None:
+                log.warning("plan for %s not restored: the broker has no order %s", fields["symbol"],
+                            fields["entry_order"])
+                continue
+            children = [order for order in map(claim, fields["children"]) if order is not None]
+            self.positions_plan[fields["symbol"]] = plan_from_state(fields, entry, children)
+        others = [order for order in map(claim, state.get("orders", [])) if order is not None]
+        for symbol, plan in self.positions_plan.items():
+            if plan.exiting and not any(o.data._name == symbol and o.issell() for o in others):
+                # its exit never reached the broker (it waited for a cancel when the process died): decided again
+                log.warning("the exit of %s was not sent before the restart: the strategy decides it again", symbol)
+                plan.exiting = False
+        if "stop_levels" in state:
+            self.stop_levels.update(state["stop_levels"])
+            self.target_levels.update(state["target_levels"])
+        if "strategy" in state:
+            self.import_state(state["strategy"])
+        log.info("strategy state restored: %d open position plan(s)", len(state.get("plans", [])))

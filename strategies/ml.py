@@ -18,25 +18,26 @@ The plan, each bar (numbers in ``[ml]`` and ``[risk]``):
 1. risk gates: the daily loss limit blocks new entries for the rest of the day; the drawdown kill
    switch flattens every position (exit ``kill_switch``) and halts entries for the rest of the run
    (``risk.limits``);
-2. open positions: exit at the time limit (``time``: ``ml.max_hold_bars`` since the entry signal last
-   held for the symbol) or on a reversed signal (``signal``: P(rise)
-   below ``ml.signal_exit_confidence`` with a negative expected return); halve once when confidence
-   fell by more than ``risk.confidence_drop_halve`` from entry; switch the stop to a stop-trail order
-   once the gain reaches ``risk.trail_activation`` where momentum and ADX say a trailing stop fits
-   (the take-profit is then dropped: see ``replace_exits``);
-   else raise the stop to the model's new optimal stop when it moved by more than
-   ``risk.stop_move_threshold`` of the entry; move the target when the prediction moves it by more than
-   ``risk.target_update_threshold``. The stop and the target are real orders (stop / stop-trail
-   and limit, one cancelling the other): the broker fills the ``stop``, ``trailing_stop`` and
-   ``target`` exits;
+2. open positions (``risk.position_rules.manage_position``): exit at the time limit (``time``:
+   ``ml.max_hold_bars`` since the entry signal last held for the symbol) or on a reversed signal
+   (``signal``: P(rise) below ``ml.signal_exit_confidence`` with a negative expected return); else
+   switch the stop to a stop-trail order once the gain reaches ``risk.trail_activation`` where
+   momentum and ADX say a trailing stop fits (the take-profit is then dropped: see
+   ``replace_exits``); raise the stop to the model's new optimal stop when it moved by more than
+   ``risk.stop_move_threshold`` of the entry; move the target when the prediction moves it by more
+   than ``risk.target_update_threshold``; halve once when confidence fell by more than
+   ``risk.confidence_drop_halve`` from entry. The stop and the target are real orders (stop /
+   stop-trail and limit, one cancelling the other): the broker fills the ``stop``,
+   ``trailing_stop`` and ``target`` exits;
 3. candidates ranked by expected value (confidence x expected return) fill the free slots
-   (``risk.max_positions``); each gets its initial stop (``risk.stops.initial_stop_pct``: the
-   stop-loss model's stop, scaled by 20-bar volatility and the regime, within 0.5-5%) and a target
-   at the ensemble's upper bound over the decision horizon;
+   (``risk.max_positions``; ``strategies.ranking.fill_slots``); each gets its initial stop
+   (``risk.stops.initial_stop_pct``: the stop-loss model's stop, scaled by 20-bar volatility and the
+   regime, within 0.5-5%) and a target at the ensemble's upper bound over the decision horizon;
 4. sizing: the cvxpy mean-variance weights with quarter-Kelly caps over candidates and holdings
-   (``sizers.mean_variance``); the risk manager's score (VaR, correlation, sector, liquidity,
+   (``risk.portfolio.MeanVarianceSizer``); the risk manager's score (VaR, correlation, sector, liquidity,
    regime) approves each entry or not and applies its adjustments (half size, one bar's delay, a
-   limit order); whole shares under 2% risk per trade, at least $1000.
+   limit order); whole shares under 2% risk per trade, at least $1000, within the cash left
+   (``risk.sizing.entry_shares``).
 
 Each decision is one line in the run's ``decisions.log`` (and the ``decisions`` debug logger).
 """
@@ -50,13 +51,15 @@ import numpy as np
 import pandas as pd
 
 from common.errors import UserError
-from features.from_config import engine_from_config
-from indicators.feature_bank import FeatureHub
+from features.from_config import engine_from_config, registry_from_config
+from indicators.feature_hub import FeatureHub
 from risk.manager import Candidate, PortfolioView, RiskManager
-from risk.position_rules import should_halve, target_should_update
-from risk.stops import initial_stop_pct, stop_should_move, trailing_stop_fits
-from sizers.mean_variance import MeanVarianceSizer
+from risk.portfolio import MeanVarianceSizer
+from risk.position_rules import Exit, Halve, HeldPosition, MoveTarget, Prediction, manage_position, time_is_up
+from risk.sizing import cost_rate, entry_shares, equal_weight_sizes
+from risk.stops import initial_stop_pct
 from strategies.base import PortfolioStrategy
+from strategies.ranking import fill_slots
 from strategies.signals import WalkForwardSignals
 
 log = logging.getLogger("strategy")
@@ -70,9 +73,10 @@ class MLStrategy(PortfolioStrategy):
     """What the ML strategies share: features, walk-forward predictions, the entry signal."""
 
     # given by benchmarks and tests that run the same bars again: (WalkForwardResult, PanelData) skips
-    # the training; the features' FeaturePanel skips their batch computation
-    params = (("walk_forward", None), ("feature_panel", None))
-    live_model: str | None = None        # live --model: "NAME@id" of models/registry/NAME (set by the live session)
+    # the training; the features' FeaturePanel skips their batch computation. model: a registry model
+    # to trade instead of training one ("NAME@id" of models/registry/NAME, as `run.py live --model` gives it)
+    params = (("walk_forward", None), ("feature_panel", None), ("model", None))
+    trains_models = True
     # the plan reads the prediction as a return (thresholds, targets): a rank label predicts none
     reads_returns = True
 
@@ -80,9 +84,7 @@ class MLStrategy(PortfolioStrategy):
     def required_bars(cls, cfg) -> int:
         """Bars after which ``models.min_feature_fraction`` of the features are past their warm-up
         (counted in the symbol's own bars): a symbol with fewer is never predicted."""
-        from features.registry import build_registry
-
-        warmups = sorted(f.warmup for f in build_registry(config=cfg.features) if not f.calendar_clock)
+        warmups = sorted(f.warmup for f in registry_from_config(cfg) if not f.calendar_clock)
         k = math.ceil(cfg.models.min_feature_fraction * len(warmups)) - 1
         return warmups[max(k, 0)] + 1
 
@@ -93,7 +95,7 @@ class MLStrategy(PortfolioStrategy):
         ``WalkForward.first_retrain``'s, the first usable bar plus ``models.train_bars``, where a bar is
         usable once ``models.min_feature_fraction`` of all the features are past their warm-up
         (``models.dataset.valid_rows``, calendar-clock features included). ``registry``: the features
-        the strategy computes (``features.registry.build_registry`` for this config)."""
+        the strategy computes (``features.from_config.registry_from_config``)."""
         warmups = sorted(feature.warmup for feature in registry)
         n = len(warmups)
         # the fewest finite features valid_rows accepts (its float comparison, not a rounded product)
@@ -116,37 +118,35 @@ class MLStrategy(PortfolioStrategy):
         self.hold_bars = self.cfg.ml.max_hold_bars or models.decision_horizon
         self.predictions = None
         self.by_name = {d._name: d for d in self.datas}
+        if self.p.model is not None:
+            self._load_registry_model(self.p.model)
 
     def next(self):
-        if self.live_model and self.signals.model_id is None:
-            self._load_live_model()
         # every bar, also before --start: bar by bar, the models see each bar once and in order
         self.predictions = self.signals.current()
-        journal = getattr(self.broker, "journal", None)
-        if journal is not None and self.predictions is not None:
-            # live: a record, not a decision; written once the bar's orders are sent (1-2 ms sooner)
-            self.broker.defer(lambda p=self.predictions, when=self.datetime.datetime(0):
-                              self._journal_predictions(journal, p, when))
         super().next()
 
-    def _load_live_model(self) -> None:
+    def _load_registry_model(self, model_id: str) -> None:
         from models import registry
 
-        name = self.live_model.split("@")[0]
+        name = model_id.split("@")[0]
         predictor, _ = registry.load(registry.REGISTRY_ROOT / name, self.features.names,
                                      self.features.engine.registry.hash())
-        self.signals.use_model(predictor, self.live_model)
-        log.info("trading registry model %s", self.live_model)
+        self.signals.use_model(predictor, model_id)
+        log.info("trading registry model %s", model_id)
 
-    def _journal_predictions(self, journal, p, when) -> None:
-        """Live: the bar's predictions ``p``, each with the model's id, into the journal."""
+    def bar_predictions(self) -> tuple[str, list[tuple[str, dict]]] | None:
+        """The bar's predictions, each symbol's with the model's id (the live journal records them)."""
+        p = self.predictions
+        if p is None:
+            return None
         model_id = self.signals.model_id or f"walk-forward@{self.signals.walk.predictor.fitted_at}"
-        journal.record_predictions(when, model_id, [(self.features.datas[j]._name, {
+        return model_id, [(self.features.datas[j]._name, {
             "confidence": float(p.confidence[i]),
             "expected_return": float(np.expm1(p.expected_return[i, self.decision])),  # as expected_return(i)
             "stop_distance": float(p.stop_distance[i]), "regime": int(p.regime[i]),
             "upper": float(p.upper[i, self.decision]), "lower": float(p.lower[i, self.decision])})
-            for i, j in enumerate(p.symbols)])
+            for i, j in enumerate(p.symbols)]
 
     def retrain_now(self) -> None:
         """The live runner's scheduled retrain (``live.retrain_every_days``), after the close."""
@@ -165,30 +165,21 @@ class MLStrategy(PortfolioStrategy):
         """Expected simple return over the decision horizon of prediction row ``i``."""
         return float(np.expm1(self.predictions.expected_return[i, self.decision]))
 
+    def prediction(self, i: int) -> Prediction:
+        """Prediction row ``i`` at the decision horizon."""
+        p, h = self.predictions, self.decision
+        return Prediction(float(p.confidence[i]), self.expected_return(i), float(p.expected_return[i, h]),
+                          float(p.upper[i, h]))
+
     def candidates(self, rows: dict[str, int]) -> list[tuple[str, int]]:
         """(symbol, row) of the symbols that pass the entry signal, not held, with their warm-up."""
         out = []
         for name, i in rows.items():
             if name in self.positions_plan or not self.tradable(self.by_name[name]):
                 continue
-            if self.signal_holds(i):
+            if self.prediction(i).passes_entry(self.cfg.ml):
                 out.append((name, i))
         return out
-
-    def signal_holds(self, i: int) -> bool:
-        """Prediction row ``i`` passes the entry rule."""
-        rule = self.cfg.ml
-        return bool(self.predictions.confidence[i] >= rule.min_confidence
-                    and self.expected_return(i) > rule.min_expected_return)
-
-    def exit_at_time_limit(self, d, plan) -> bool:
-        """Exit (``time``) once ``hold_bars`` have passed since the entry signal last held for it
-        (``plan.extra["renewed_at"]``, in bars held: a fresh prediction that passes the entry rule
-        covers the next horizon again)."""
-        if plan.bars_held - plan.extra.get("renewed_at", 0) >= self.hold_bars:
-            self.exit_position(d, "time")
-            return True
-        return False
 
     # ---- what the run's report reads ------------------------------------------------------------
     @property
@@ -209,28 +200,23 @@ class MLEqualWeight(MLStrategy):
     def decide(self, now, fresh):
         for d in fresh:
             plan = self.positions_plan.get(d._name)
-            if plan is not None and plan.entry_datetime is not None and not plan.exiting:
-                self.exit_at_time_limit(d, plan)
-        candidates = self.candidates(self.prediction_rows())
-        risk = self.cfg.risk
-        free = risk.max_positions - self.open_and_pending()
-        if free <= 0 or not candidates:
+            if plan is not None and plan.entry_datetime is not None and not plan.exiting \
+                    and time_is_up(plan.bars_held, plan.state, self.hold_bars):
+                self.exit_position(d, "time")
+        risk, p = self.cfg.risk, self.predictions
+        rows = dict(self.candidates(self.prediction_rows()))
+        chosen = fill_slots({name: float(p.confidence[i]) for name, i in rows.items()},
+                            risk.max_positions - self.open_and_pending())
+        if not chosen:
             return
-        p = self.predictions
-        equity = self.broker.getvalue()
-        cash = self.broker.getcash() - self.committed_cash()
-        weight = min(1.0 / risk.max_positions, risk.max_position_weight)
-        for name, i in sorted(candidates, key=lambda c: (-p.confidence[c[1]], c[0]))[:free]:
-            d = self.by_name[name]
-            value = min(equity * weight, cash)
-            if value < risk.min_position_value:
-                break
-            size = self.shares_for_value(value, d.close[0])
-            if size <= 0:
-                continue
-            self.enter_long(d, size, stop_price=None, reason="ml", confidence=float(p.confidence[i]),
+        sizes = equal_weight_sizes([(name, self.by_name[name].close[0]) for name in chosen],
+                                   equity=self.broker.getvalue(), cash=self.broker.getcash() - self.committed_cash(),
+                                   weight=min(1.0 / risk.max_positions, risk.max_position_weight),
+                                   min_position_value=risk.min_position_value, costs=cost_rate(self.cfg.costs))
+        for name, size in sizes:
+            i = rows[name]
+            self.enter_long(self.by_name[name], size, stop_price=None, reason="ml", confidence=float(p.confidence[i]),
                             expected_return=self.expected_return(i))
-            cash -= size * d.close[0]
 
 
 class RiskGatedPlan(MLStrategy):
@@ -318,8 +304,9 @@ class RiskGatedPlan(MLStrategy):
         t = self.features.calendar_index()
         bars = max(r.covariance_bars, r.var_bars, r.correlation_bars) + 1
         close = self.signals.data.close[max(0, t - bars + 1): t + 1]
-        frame = pd.DataFrame(close, columns=list(self.features.engine.symbols))
-        return frame.pct_change(fill_method=None).iloc[1:]
+        # pandas' pct_change(fill_method=None).iloc[1:] in numpy: the same numbers, without two frames a bar
+        return pd.DataFrame(close[1:] / close[:-1] - 1.0, index=pd.RangeIndex(1, len(close)),
+                            columns=self.features.engine.symbols)
 
     def _average_dollar_volume(self, d) -> float:
         n = self.cfg.risk.adv_bars
@@ -343,7 +330,7 @@ class MLTradingPlan(RiskGatedPlan):
 
     def __init__(self):
         super().__init__()
-        self.sizer = MeanVarianceSizer(risk=self.cfg.risk)   # Backtrader's sizer property: setsizer
+        self.mean_variance = MeanVarianceSizer(self.cfg.risk)
         names = self.features.names
         self._adx, self._momentum = names.index(ADX_FEATURE), names.index(MOMENTUM_FEATURE)
 
@@ -361,103 +348,74 @@ class MLTradingPlan(RiskGatedPlan):
 
     # ---- open positions -----------------------------------------------------------------------
     def _manage(self, fresh, rows) -> None:
-        risk, p = self.cfg.risk, self.predictions
+        """Each open position's rules at this bar (``risk.position_rules.manage_position``), acted on."""
         for d in fresh:
             plan = self.positions_plan.get(d._name)
             if plan is None or plan.entry_datetime is None or plan.exiting:
                 continue
             i = rows.get(d._name)
-            if i is not None and self.signal_holds(i):
-                plan.extra["renewed_at"] = plan.bars_held
-            if self.exit_at_time_limit(d, plan):
-                continue
-            if i is not None and p.confidence[i] < self.cfg.ml.signal_exit_confidence \
-                    and p.expected_return[i, self.decision] < 0:
-                self.exit_position(d, "signal")
-                self._decision(self.now, d._name, f"exit signal confidence {p.confidence[i]:.3f}")
-                continue
-            x = plan.extra
-            close, entry = float(d.close[0]), plan.entry_price
-            x["highest"] = max(x.get("highest", entry), float(d.high[0]))
-            size = int(self.getposition(d).size)
-            stop, target, trailing = plan.stop_price, plan.target_price, x.get("trailing", False)
-            changed = []
             features = self.features.row(d)
-            if not trailing and x["highest"] >= entry * (1 + risk.trail_activation) \
-                    and trailing_stop_fits(features[self._momentum], features[self._adx], adx_min=risk.trail_adx_min,
-                                           min_momentum=risk.trail_min_momentum) \
-                    and close * (1 - risk.trail_pct) > (stop or 0.0):
-                trailing, stop = True, close * (1 - risk.trail_pct)
-                changed.append(f"trailing stop {risk.trail_pct:.1%}")
-            if i is not None:
-                if not trailing and stop is not None:
-                    optimal = close * (1 - self._stop_pct(d, i))
-                    if stop_should_move(stop, optimal, entry, risk.stop_move_threshold):
-                        stop = optimal
-                        changed.append(f"stop {stop:.2f}")
-                predicted = self._target(close, i)
-                if target is not None and predicted > close and \
-                        target_should_update(target, predicted, risk.target_update_threshold):
-                    target = predicted
-                    changed.append(f"target {target:.2f}")
-                if should_halve(plan.confidence or 0.0, float(p.confidence[i]), risk.confidence_drop_halve,
-                                already_halved=x.get("halved", False)) and size >= 2:
-                    half = size // 2
-                    self._tag(self.sell(data=d, size=half, exectype=self._entry_exectype), d._name, "reduce")
-                    size -= half
-                    plan.size, x["halved"] = size, True
-                    changed.append(f"halve to {size} (confidence {p.confidence[i]:.3f} from {plan.confidence:.3f})")
-            if changed:
-                x["trailing"] = trailing
-                self.replace_exits(d, plan, size=size, stop_price=stop, target_price=target, trailing=trailing)
-                self._decision(self.now, d._name, "; ".join(changed))
-            elif trailing:   # the broker trails the order: show where it is now
-                order = next((c for c in plan.children if c.exectype == c.StopTrail and c.alive()), None)
-                if order is not None and order.created.price:
-                    self.stop_levels[d._name] = plan.stop_price = float(order.created.price)
+            position = HeldPosition(plan.state, plan.entry_price, plan.stop_price, plan.target_price,
+                                    int(self.getposition(d).size), plan.bars_held, plan.confidence)
+            actions, plan.state = manage_position(
+                position, close=float(d.close[0]), high=float(d.high[0]),
+                prediction=None if i is None else self.prediction(i),
+                momentum=features[self._momentum], adx=features[self._adx],
+                stop_distance=None if i is None else self._stop_pct(d, i),
+                risk=self.cfg.risk, rule=self.cfg.ml, hold_bars=self.hold_bars)
+            self._act(d, plan, actions, position.size)
+
+    def _act(self, d, plan, actions, size: int) -> None:
+        """Orders for one position's actions: an exit; else a sale of half, then the stop and target
+        orders placed anew for the shares left (one line in the decision log). With no action, a
+        trailing stop's level is read back from the broker, which trails it."""
+        if actions and isinstance(actions[0], Exit):
+            self.exit_position(d, actions[0].reason)
+            if actions[0].reason == "signal":   # a time exit has no line of its own
+                self._decision(self.now, d._name, str(actions[0]))
+            return
+        if actions:
+            stop, target = plan.stop_price, plan.target_price
+            for action in actions:
+                if isinstance(action, Halve):
+                    self._tag(self.sell(data=d, size=action.sell, exectype=self._entry_exectype), d._name, "reduce")
+                    size = plan.size = action.keep
+                elif isinstance(action, MoveTarget):
+                    target = action.target
+                else:   # StartTrailing, MoveStop
+                    stop = action.stop
+            self.replace_exits(d, plan, size=size, stop_price=stop, target_price=target, trailing=plan.state.trailing)
+            self._decision(self.now, d._name, "; ".join(map(str, actions)))
+        elif plan.state.trailing:
+            order = next((c for c in plan.children if c.exectype == c.StopTrail and c.alive()), None)
+            if order is not None and order.created.price:
+                self.stop_levels[d._name] = plan.stop_price = float(order.created.price)
 
     # ---- new entries --------------------------------------------------------------------------
-    def _target(self, price: float, i: int) -> float:
-        """The ensemble's upper bound over the decision horizon (else the expected return)."""
-        upper = float(self.predictions.upper[i, self.decision])
-        if not math.isfinite(upper) or upper <= self.predictions.expected_return[i, self.decision]:
-            return price * (1 + self.expected_return(i))
-        return price * math.exp(upper)
-
     def _enter(self, now, rows) -> None:
-        risk, p = self.cfg.risk, self.predictions
+        """Candidates by expected value fill the free slots; each the risk manager approves is sized
+        and bought, with its stop and target."""
+        risk = self.cfg.risk
         t = self.features.calendar_index()
         self.delayed = {s: bar for s, bar in self.delayed.items() if bar >= t}   # a lapsed delay is forgotten
-        candidates = self.candidates(rows)
-        free = risk.max_positions - self.open_and_pending()
-        if free <= 0 or not candidates:
+        predictions = {name: self.prediction(i) for name, i in self.candidates(rows)}
+        chosen = fill_slots({name: q.expected_value for name, q in predictions.items()},
+                            risk.max_positions - self.open_and_pending())
+        if not chosen:
             return
-        value = {name: float(p.confidence[i]) * self.expected_return(i) for name, i in candidates}
-        candidates = sorted(candidates, key=lambda c: (-value[c[0]], c[0]))[:free]
         equity = self.broker.getvalue()
         # weights of what is held or on its way (a pending entry at its planned size)
         holdings = {s: plan.size * float(self.by_name[s].close[0]) / equity for s, plan in self.positions_plan.items()}
-        stop_pct = {name: self._stop_pct(self.by_name[name], i) for name, i in candidates}
-        names = list(holdings) + [name for name, _ in candidates]
-        per_bar = {name: self.expected_return(rows[name]) / self.cfg.models.decision_horizon
-                   if name in rows else 0.0 for name in names}
-        confidence = {name: float(p.confidence[rows[name]]) if name in rows else 0.5 for name in names}
-        gain = {name: self.expected_return(rows[name]) if name in rows else 0.0 for name in names}
-        # holdings join the problem (their covariance and budget); the plan neither adds to nor trims them
-        stops = {**{s: risk.stop_max for s in holdings}, **stop_pct}
+        stop_pct = {name: self._stop_pct(self.by_name[name], rows[name]) for name in chosen}
         returns = self._returns()
-        allocation = self.sizer.weights(pd.Series(per_bar), returns, self.sectors, p_win=pd.Series(confidence),
-                                        expected_gain=pd.Series(gain), stop_distance=pd.Series(stops),
-                                        current_weights=pd.Series(holdings, dtype=float), max_names=risk.max_positions)
-        if allocation.fallback_used:
-            self._decision(now, "-", f"sizing fallback: {allocation.message}")
+        weights = self._target_weights(now, rows, chosen, holdings, stop_pct, returns)
         cash = self.broker.getcash() - self.committed_cash()
         room = risk.max_total_weight - sum(holdings.values())
-        regime = self._regime(candidates[0][1])
+        regime = self._regime(rows[chosen[0]])
         sectors = self.sectors.dropna().to_dict()
-        for name, i in candidates:
-            d = self.by_name[name]
-            weight = min(float(allocation.weights.get(name, 0.0)), room)
+        for name in chosen:
+            d, prediction = self.by_name[name], predictions[name]
+            weight = min(float(weights.get(name, 0.0)), room)
             if weight <= 0:
                 continue
             price = float(d.close[0])
@@ -467,20 +425,39 @@ class MLTradingPlan(RiskGatedPlan):
             if assessment is None:
                 continue
             weight *= assessment.size_multiplier
-            size = self.sizer.shares(name, weight, equity, price, stop_pct[name])
-            costs = (self.cfg.costs.commission_bps + self.cfg.costs.slippage_bps) / 1e4
-            size = min(size, int(cash / (price * (1 + 2 * costs))))
-            if size <= 0 or size * price < risk.min_position_value:
+            size = entry_shares(weight, equity=equity, price=price, stop_distance_pct=stop_pct[name], cash=cash,
+                                costs=cost_rate(self.cfg.costs), risk=risk)
+            if size == 0:
                 continue
-            stop, target = price * (1 - stop_pct[name]), self._target(price, i)
+            stop, target = price * (1 - stop_pct[name]), prediction.target(price)
             limit = price if assessment.use_limit_order else None
             self.enter_long(d, size, stop_price=stop, target_price=target, reason="ml",
-                            confidence=float(p.confidence[i]), expected_return=self.expected_return(i),
+                            confidence=prediction.confidence, expected_return=prediction.expected_return,
                             limit_price=limit)
             self._decision(now, name, f"BUY size {size} entry {price:.2f} target {target:.2f} stop {stop:.2f} "
-                                      f"confidence {p.confidence[i]:.3f} expected {self.expected_return(i):.4f} "
+                                      f"confidence {prediction.confidence:.3f} "
+                                      f"expected {prediction.expected_return:.4f} "
                                       f"weight {weight:.4f} risk score {assessment.score:.2f}"
                                       + (" limit order" if limit else ""))
             cash -= size * price
             room -= size * price / equity
             holdings[name] = size * price / equity
+
+    def _target_weights(self, now, rows, chosen: list[str], holdings: dict[str, float], stop_pct: dict[str, float],
+                        returns: pd.DataFrame) -> pd.Series:
+        """The mean-variance weights, Kelly-capped, of the chosen candidates and the holdings: holdings
+        join the problem (their covariance and budget); the plan neither adds to nor trims them."""
+        p, risk = self.predictions, self.cfg.risk
+        names = list(holdings) + chosen
+        per_bar = {name: self.expected_return(rows[name]) / self.cfg.models.decision_horizon
+                   if name in rows else 0.0 for name in names}
+        confidence = {name: float(p.confidence[rows[name]]) if name in rows else 0.5 for name in names}
+        gain = {name: self.expected_return(rows[name]) if name in rows else 0.0 for name in names}
+        stops = {**{s: risk.stop_max for s in holdings}, **stop_pct}
+        allocation = self.mean_variance.weights(pd.Series(per_bar), returns, self.sectors, p_win=pd.Series(confidence),
+                                                expected_gain=pd.Series(gain), stop_distance=pd.Series(stops),
+                                                current_weights=pd.Series(holdings, dtype=float),
+                                                max_names=risk.max_positions)
+        if allocation.fallback_used:
+            self._decision(now, "-", f"sizing fallback: {allocation.message}")
+        return allocation.weights

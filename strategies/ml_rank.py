@@ -33,8 +33,8 @@ At the first bar with predictions, then every ``ml_rank.rebalance_bars`` bars (n
    - ``weights = "equal"``: equal shares, so with nothing held each of the ``top_k`` gets
      ``target_exposure / top_k`` (capped);
    - ``weights = "mean_variance"``: shares proportional to the cvxpy sizer's weights
-     (``sizers.mean_variance``: expected return minus ``risk.risk_aversion`` x variance, Ledoit-Wolf
-     covariance, at most ``risk.max_position_weight`` a name and ``risk.max_sector_weight`` a sector,
+     (``risk.portfolio.MeanVarianceSizer``: expected return minus ``risk.risk_aversion`` x variance,
+     Ledoit-Wolf covariance, at most ``risk.max_position_weight`` a name and ``risk.max_sector_weight`` a sector,
      holdings in the problem at their weights; no Kelly caps: the plan sizes by rank, not by edge).
      The optimiser sets the proportions, and the scaling to R_left keeps the plan near its target
      exposure whatever total the optimiser would hold. A name it leaves at zero (a non-positive
@@ -63,7 +63,8 @@ import pandas as pd
 
 from models.factor_evaluation import momentum_12_1_at
 from risk.manager import Candidate, PortfolioView
-from sizers.mean_variance import MeanVarianceSizer
+from risk.portfolio import MeanVarianceSizer
+from risk.sizing import cost_rate, shares_for_value
 from strategies.ml import RiskGatedPlan
 from strategies.ranking import Selection, rank_symbols, select_holdings
 
@@ -102,10 +103,10 @@ class MLRankPlan(RiskGatedPlan):
         if self.plan.weights == "mean_variance":
             # a problem large enough for the holdings and every candidate down to keep_k
             size = cfg.risk.max_positions + self.plan.keep_k
-            self.sizer = MeanVarianceSizer(risk=cfg.risk.model_copy(update={"max_positions": size}))
+            self.mean_variance = MeanVarianceSizer(cfg.risk.model_copy(update={"max_positions": size}))
         self.since_rebalance: int | None = None          # bars since the last rebalance; None before the first
         self.waiting: dict[str, tuple[float, int, float]] = {}   # delayed entries: symbol -> (weight, rank, score)
-        self._costs = (cfg.costs.commission_bps + cfg.costs.slippage_bps) / 1e4
+        self._costs = cost_rate(cfg.costs)
 
     # ---- one bar ------------------------------------------------------------------------------
     def decide(self, now, fresh):
@@ -200,9 +201,9 @@ class MLRankPlan(RiskGatedPlan):
         horizon = self.cfg.models.decision_horizon
         per_bar = pd.Series({name: self.expected_return(rows[name]) / horizon if name in rows else 0.0
                              for name in names})
-        allocation = self.sizer.weights(per_bar, book.returns, self.sectors,
-                                        current_weights=pd.Series(book.holdings, dtype=float),
-                                        max_names=min(len(names), self.sizer.problem.size))
+        allocation = self.mean_variance.weights(per_bar, book.returns, self.sectors,
+                                                current_weights=pd.Series(book.holdings, dtype=float),
+                                                max_names=min(len(names), self.mean_variance.problem.size))
         if allocation.fallback_used:
             self._decision(now, "-", f"sizing fallback: {allocation.message}")
         return {name: float(allocation.weights.get(name, 0.0)) for name in queue}
@@ -272,7 +273,7 @@ class MLRankPlan(RiskGatedPlan):
             stop_pct = self._stop_pct(d, i)
             value = min(value, risk.risk_per_trade / stop_pct * book.equity)
             stop = price * (1 - stop_pct)
-        size = self.shares_for_value(min(value, book.cash), price)
+        size = shares_for_value(min(value, book.cash), price, self._costs)
         if size * price < max(risk.min_position_value, 1e-9):
             return "skipped"
         limit = price if assessment.use_limit_order else None

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import math
 
+from risk.sizing import cost_rate, equal_weight_sizes
 from strategies.base import PortfolioStrategy
+from strategies.ranking import fill_slots
 
 
 class MomentumBreakout(PortfolioStrategy):
@@ -30,6 +32,7 @@ class MomentumBreakout(PortfolioStrategy):
     def __init__(self):
         super().__init__()
         self.rules = self.cfg.momentum_breakout
+        self.by_name = {d._name: d for d in self.datas}
 
     # the signals at the current bar (``tradable`` guarantees the history they read)
     def prior_high(self, d) -> float:
@@ -47,7 +50,7 @@ class MomentumBreakout(PortfolioStrategy):
 
     def decide(self, now, fresh):
         risk = self.cfg.risk
-        candidates = []
+        candidates = {}
         for d in fresh:
             if not self.tradable(d):
                 continue
@@ -62,21 +65,15 @@ class MomentumBreakout(PortfolioStrategy):
             elif d.close[0] > self.prior_high(d):
                 momentum = self.momentum(d)
                 if momentum > self.rules.min_momentum:
-                    candidates.append((momentum, d))
+                    candidates[d._name] = momentum
 
-        free = risk.max_positions - self.open_and_pending()
-        if free <= 0 or not candidates:
+        chosen = fill_slots(candidates, risk.max_positions - self.open_and_pending())
+        if not chosen:
             return
-        equity = self.broker.getvalue()
-        cash = self.broker.getcash() - self.committed_cash()
-        weight = min(self.rules.position_weight, risk.max_position_weight)
-        for _, d in sorted(candidates, key=lambda c: (-c[0], c[1]._name))[:free]:
-            value = min(equity * weight, cash)
-            if value < risk.min_position_value:
-                break
-            price = d.close[0]
-            size = self.shares_for_value(value, price)
-            if size <= 0:
-                continue
-            self.enter_long(d, size, stop_price=price * (1 - self.rules.stop_pct), reason="breakout")
-            cash -= size * price
+        sizes = equal_weight_sizes([(name, self.by_name[name].close[0]) for name in chosen],
+                                   equity=self.broker.getvalue(), cash=self.broker.getcash() - self.committed_cash(),
+                                   weight=min(self.rules.position_weight, risk.max_position_weight),
+                                   min_position_value=risk.min_position_value, costs=cost_rate(self.cfg.costs))
+        for name, size in sizes:
+            d = self.by_name[name]
+            self.enter_long(d, size, stop_price=d.close[0] * (1 - self.rules.stop_pct), reason="breakout")

@@ -1,7 +1,8 @@
 """Choosing holdings from a ranking: top-k with a dropout band (Qlib's ``TopkDropoutStrategy`` idea).
 
 Pure Python, no Backtrader: the ``ml_rank`` strategy (:mod:`strategies.ml_rank`) calls these at each
-rebalance, and the tests check them on their own.
+rebalance, ``ml``, ``ml_equal_weight`` and ``momentum_breakout`` fill their free slots with
+:func:`fill_slots`, and the tests check them on their own.
 
 Hold the ``top_k`` best-ranked symbols, but sell a holding only once it ranks below ``keep_k``
 (``keep_k >= top_k``): a name that slips from 20th to 25th is kept, so a noisy score does not trade
@@ -18,6 +19,11 @@ def rank_symbols(scores: Mapping[str, float]) -> list[str]:
     """Symbols by score, highest first; equal scores by symbol name; a missing (NaN) score is left out."""
     usable = [(name, float(score)) for name, score in scores.items() if math.isfinite(float(score))]
     return [name for name, _ in sorted(usable, key=lambda item: (-item[1], item[0]))]
+
+
+def fill_slots(scores: Mapping[str, float], free: int) -> list[str]:
+    """The best-scored names (:func:`rank_symbols`) for ``free`` slots, best first; none when no slot is free."""
+    return rank_symbols(scores)[:max(free, 0)]
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,9 @@ strategy has seen: the Backtrader side of ``models.walkforward``.
   the preloaded bars, one batch of inference per fold. The walk-forward is causal by construction
   (a model fitted at bar t trains on labels that ended by ``t - embargo`` and predicts bars from t
   on), so running it ahead gives the numbers a bar-by-bar run would; a test checks that.
-- Bar by bar (live, replays): each new bar's feature rows and prices are appended; the model is
-  retrained when the schedule says so and predicts this bar's rows.
+- Bar by bar (live, replays): each new bar's feature rows and prices, as the hub read them, are
+  appended in place (``models.dataset.GrowingPanel``: a bar costs the same after any length of
+  history); the model is retrained when the schedule says so and predicts this bar's rows.
 
 Both keep the same record: the folds and every out-of-sample prediction (:meth:`result`), which the
 backtest's ``walk_forward`` section evaluates.
@@ -20,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from common.errors import UserError
-from models.dataset import PanelData, valid_rows
+from models.dataset import GrowingPanel, PanelData, panel_data_from_bars, valid_rows
 from models.executor import executor_from_config
 from models.predictor import Predictions
 from models.walkforward import Fold, WalkForward, WalkForwardResult
@@ -28,29 +29,8 @@ from models.walkforward import Fold, WalkForward, WalkForwardResult
 log = logging.getLogger("strategy")
 
 
-class _GrowingPanel:
-    """Feature rows and prices appended bar by bar, in arrays that double when full."""
-
-    def __init__(self, n_symbols: int, n_features: int, capacity: int = 512):
-        self.n = 0
-        self.values = np.full((capacity, n_symbols, n_features), np.nan, dtype=np.float32)
-        self.prices = np.full((3, capacity, n_symbols), np.nan)   # close, high, low
-        self.times = np.zeros(capacity, dtype="datetime64[ns]")
-
-    def append(self, time, rows: np.ndarray, close: np.ndarray, high: np.ndarray, low: np.ndarray) -> None:
-        if self.n == len(self.values):
-            grow = len(self.values)
-            self.values = np.concatenate([self.values, np.full_like(self.values[:grow], np.nan)])
-            self.prices = np.concatenate([self.prices, np.full_like(self.prices[:, :grow], np.nan)], axis=1)
-            self.times = np.concatenate([self.times, np.zeros_like(self.times)])
-        self.values[self.n] = rows
-        self.prices[:, self.n] = (close, high, low)
-        self.times[self.n] = time
-        self.n += 1
-
-
 class WalkForwardSignals:
-    """See the module docstring. ``hub``: the strategy's ``indicators.feature_bank.FeatureHub``."""
+    """See the module docstring. ``hub``: the strategy's ``indicators.feature_hub.FeatureHub``."""
 
     def __init__(self, cfg, hub, *, seed: int, progress: bool = False, given=None):
         """given: (WalkForwardResult, PanelData) of a walk-forward already run over these very bars
@@ -62,7 +42,7 @@ class WalkForwardSignals:
                                 search_journal=Path(self._journal.name) / "search.journal")
         self._result, self.data = given if given is not None else (None, None)
         # bar by bar
-        self._panel: _GrowingPanel | None = None
+        self._panel: GrowingPanel | None = None
         self._first: int | None = None
         self._folds: list[Fold] = []
         self._parts: list[Predictions] = []
@@ -101,23 +81,16 @@ class WalkForwardSignals:
             self._last = (t, self._step(t))
         return self._last[1]
 
-    def _panel_data(self, values, close, high, low, times=None, with_labels: bool = True) -> PanelData:
-        hub = self.hub
-        return PanelData.build(values, close, high, low, self.cfg.models, times=times, symbols=hub.engine.symbols,
-                               feature_names=hub.names, with_labels=with_labels)
-
     def labelled_data(self) -> PanelData | None:
         """The bars so far with their labels. Bar by bar, ``data`` is kept without labels (computing
         them over the whole history costs milliseconds a bar, growing with it) until a retrain or
         the report needs them."""
         if self.data is not None and self.data.labels is None:
-            g = self._panel
-            self.data = self._panel_data(g.values[: g.n], *g.prices[:, : g.n], times=g.times[: g.n])
+            self.data = self._panel.labelled()
         return self.data
 
     def _run_ahead(self) -> None:
-        panel, prices = self.hub.panel, self.hub.price_grid()
-        self.data = self._panel_data(panel.values, prices["close"], prices["high"], prices["low"], panel.times)
+        _, self.data = panel_data_from_bars(self.hub.engine, self.hub.bar_arrays, self.cfg.models, panel=self.hub.panel)
         try:
             self._result = self.walk.run(self.data, executor=executor_from_config(self.cfg))
         except ValueError as exc:
@@ -129,12 +102,9 @@ class WalkForwardSignals:
         hub = self.hub
         rows = hub.rows()
         if self._panel is None:
-            self._panel = _GrowingPanel(hub.n, len(hub.names))
-        close, high, low = (np.array([getattr(d, f)[0] if len(d) and d.datetime[0] == hub.strategy.datetime[0]
-                                      else np.nan for d in hub.datas]) for f in ("close", "high", "low"))
-        self._panel.append(np.datetime64(hub.strategy.datetime.datetime(0), "ns"), rows, close, high, low)
-        g = self._panel
-        self.data = self._panel_data(g.values[: g.n], *g.prices[:, : g.n], times=g.times[: g.n], with_labels=False)
+            self._panel = GrowingPanel(hub.engine.symbols, hub.names, self.cfg.models)
+        _, high, low, close, _ = hub.bar     # the bar as the hub read it for the features
+        self.data = self._panel.append(np.datetime64(hub.strategy.datetime.datetime(0), "ns"), rows, close, high, low)
         usable = valid_rows(self.data, self.cfg.models.min_feature_fraction, [t]).any()
         if self._first is None and usable:
             self._first = self.walk.first_retrain(self.data)     # the first usable bar + train_bars

@@ -146,3 +146,15 @@ def test_real_process_exit_status_and_no_traceback(tmp_path):
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and proc.stderr.strip().startswith("error: ")
     assert not (tmp_path / "o").exists()
+
+
+def test_strategy_help_lists_the_strategies(capsys):
+    from strategies import STRATEGIES
+
+    for command in ("backtest", "live"):
+        try:
+            run.main([command, "--help"])
+        except SystemExit:
+            pass
+        text = " ".join(capsys.readouterr().out.split())
+        assert all(name in text.split("--strategy NAME", 1)[1] for name in STRATEGIES), (command, text)

@@ -1,6 +1,6 @@
 """The store's REST sessions read the proxy and CA-bundle settings of the environment once, at start."""
-from brokers.alpaca_store import AlpacaStore
-from brokers.secrets import Credentials
+from brokers.alpaca.credentials import Credentials
+from brokers.alpaca.store import AlpacaStore
 from config import load_config
 
 

@@ -4,10 +4,10 @@ import datetime as dt
 
 import pytest
 
-from brokers.alpaca_store import AlpacaStore
-from brokers.alpaca_venue import AlpacaVenue, tick
-from brokers.secrets import Credentials
-from brokers.testing.alpaca_server import AlpacaTestServer
+from brokers.alpaca.credentials import Credentials
+from brokers.alpaca.execution import AlpacaVenue, tick
+from brokers.alpaca.local_server import AlpacaTestServer
+from brokers.alpaca.store import AlpacaStore
 from brokers.venue import DuplicateClientOrderId, Leg, OrderRejected, OrderRequest, VenueUnavailable
 from config import load_config
 from feeds.live_feed import Bar

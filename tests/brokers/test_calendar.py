@@ -4,7 +4,7 @@ import datetime as dt
 import pandas as pd
 import pytest
 
-from brokers.calendar import MarketCalendar
+from brokers.alpaca.calendar import MarketCalendar
 
 
 @pytest.mark.parametrize("utc", ["2026-03-08T06:59:00Z", "2026-03-08T07:00:00Z",  # 01:59 EST, then 03:00 EDT

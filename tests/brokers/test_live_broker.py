@@ -2,7 +2,8 @@
 import queue
 
 from brokers.journal import Journal, sqlite_url
-from brokers.live_broker import LiveBroker, Tracked
+from brokers.live.broker import LiveBroker
+from brokers.live.tracker import Tracked
 from brokers.venue import Account, VenueOrder
 
 
@@ -39,7 +40,7 @@ def test_a_sync_pauses_after_each_request_while_a_bar_waits(tmp_path):
     broker.cash = 1000.0
     for n in range(3):
         broker.tracked[f"c-v{n}"] = Tracked(f"c-v{n}", "AAPL", "sell", 10.0, status="held", venue_id=f"v{n}")
-    broker._last_sync -= 1.0  # a sync is due
+    broker.periodic_sync.last_sync -= 1.0  # a sync is due
     broker.next()
     assert venue.requests == ["open orders"]  # a bar came: it goes first
     broker.tracked["c-v1"].status = "filled"  # a trade update settled this order meanwhile

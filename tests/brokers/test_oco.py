@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from brokers.alpaca_venue import AlpacaVenue
+from brokers.alpaca.execution import AlpacaVenue
 from brokers.journal import Journal, sqlite_url
 from brokers.simulator import MatchingEngine
 from brokers.venue import Leg, OrderRejected, OrderRequest

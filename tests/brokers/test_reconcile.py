@@ -8,7 +8,8 @@ import pytest
 
 from brokers.accounting import stock_commission
 from brokers.journal import Journal, sqlite_url
-from brokers.live_broker import BASELINE_KEY, RECONCILE_READS, LiveBroker, adopt_venue_positions
+from brokers.live.broker import LiveBroker
+from brokers.live.reconcile import BASELINE_KEY, RECONCILE_READS, adopt_venue_positions
 from brokers.sim_venue import SimulatedVenue
 from brokers.venue import Account, OrderRequest, VenuePosition
 from feeds.live_feed import Bar, BarGroup
@@ -89,7 +90,7 @@ def test_a_fill_between_the_positions_and_the_orders_read_is_booked_once(journal
     assert aapl(broker).size == 10 and broker.cash == pytest.approx(10_000.0 - 10 * 101.0)
     assert [(f["client_order_id"], f["qty"], f["price"], f["filled_datetime"]) for f in journal.fills()] == [
         ("e1", 10.0, 101.0, T + dt.timedelta(minutes=1))]  # recorded once, at the venue's time
-    broker._take_updates()  # the fill's trade update, queued while reconciling, comes after
+    broker.tracker.take_updates()  # the fill's trade update, queued while reconciling, comes after
     assert aapl(broker).size == 10 and len(journal.fills()) == 1
     assert not broker.halted
 
@@ -126,12 +127,12 @@ def test_no_consistent_view_halts_entries_until_a_sync_agrees(journal):
     broker = broker_on(venue, journal)
     broker.reconcile()
     assert "no consistent view" in broker.halted["reconcile"]
-    assert f"over {RECONCILE_READS} reads" in broker._held_back(entry_order(broker), "e1")
+    assert f"over {RECONCILE_READS} reads" in broker.outbox.held_back(entry_order(broker), "e1")
     assert [e["kind"] for e in journal.events()] == ["halt", "positions_adopted"]  # and a new journal's baseline
     venue.calm = True
     broker.cash = venue.cash
-    broker._sync_account()
-    assert not broker.halted and broker._held_back(entry_order(broker), "e1") is None
+    broker.periodic_sync.sync_account()
+    assert not broker.halted and broker.outbox.held_back(entry_order(broker), "e1") is None
     assert [e["kind"] for e in journal.events()] == ["halt", "positions_adopted", "resume"]
 
 
@@ -155,8 +156,8 @@ def test_positions_the_journal_cannot_explain_halt_entries_until_adopted(journal
     broker.reconcile()
     reason = broker.halted["positions"]
     assert "AAPL 12 at the broker, 5 by the journal" in reason and "--adopt-positions" in reason
-    assert broker._held_back(entry_order(broker), "e1") == reason
-    assert broker._held_back(entry_order(broker, size=-12), "x1") is None  # exits still go out
+    assert broker.outbox.held_back(entry_order(broker), "e1") == reason
+    assert broker.outbox.held_back(entry_order(broker, size=-12), "x1") is None  # exits still go out
     assert journal.events("halt")[0]["message"] == reason
 
     adopt_venue_positions(venue, journal)
@@ -181,9 +182,9 @@ def test_a_long_only_sell_beyond_the_position_held_is_refused(journal):
     broker = broker_on(Holding(0), journal)
     broker.reconcile()
     broker.positions[broker.data_by_symbol["AAPL"]].size = 5
-    assert broker._held_back(entry_order(broker, size=-5), "x1") is None
-    reason = broker._held_back(entry_order(broker, size=-6), "x2")
+    assert broker.outbox.held_back(entry_order(broker, size=-5), "x1") is None
+    reason = broker.outbox.held_back(entry_order(broker, size=-6), "x2")
     assert reason == "a sell of 6 AAPL with 5 held would leave a long-only strategy short"
     shorting = entry_order(broker, size=-6)
     shorting.owner.long_only = False
-    assert broker._held_back(shorting, "x3") is None
+    assert broker.outbox.held_back(shorting, "x3") is None

@@ -7,12 +7,14 @@ import queue
 
 import pytest
 
-from brokers.alpaca_store import AlpacaStore
-from brokers.alpaca_venue import AlpacaVenue
+from brokers.alpaca.credentials import Credentials
+from brokers.alpaca.execution import AlpacaVenue
+from brokers.alpaca.local_server import AlpacaTestServer
+from brokers.alpaca.store import AlpacaStore
 from brokers.journal import Journal, sqlite_url
-from brokers.live_broker import CLOSED_LIST_MARGIN, LiveBroker, Tracked
-from brokers.secrets import Credentials
-from brokers.testing.alpaca_server import AlpacaTestServer
+from brokers.live.broker import LiveBroker
+from brokers.live.sync import CLOSED_LIST_MARGIN
+from brokers.live.tracker import Tracked
 from brokers.venue import Account, Leg, OrderRequest, VenueOrder
 from config import load_config
 from feeds.live_feed import Bar

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from config import load_config
-from engine.backtest import build_cerebro
+from engine.backtest import backtest_cerebro
 from engine.compat import bt
 from feeds.loader import load_universe
 from tests.strategies.test_delisting import HoldEverything
@@ -43,7 +43,7 @@ class CallCounter(bt.Analyzer):
 
 
 def calls_per_bar(bars) -> list[int]:
-    cerebro = build_cerebro(load_config(), bars, strategy_cls=HoldEverything, runonce=False)
+    cerebro = backtest_cerebro(load_config(), bars, strategy_cls=HoldEverything, runonce=False)
     cerebro.addanalyzer(CallCounter, _name="calls", total=len(next(iter(bars.values()))))
     return cerebro.run()[0].analyzers.calls.counts
 

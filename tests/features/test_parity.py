@@ -1,5 +1,5 @@
 """Test 1: the live incremental path (the engine's stream) equals the batch, feature by feature.
-(The same through Backtrader, runonce on and off: tests/indicators/test_feature_bank.py.)"""
+(The same through Backtrader, runonce on and off: tests/indicators/test_feature_hub.py.)"""
 from __future__ import annotations
 
 import numpy as np

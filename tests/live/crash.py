@@ -36,9 +36,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from brokers.alpaca.local_server import AlpacaTestServer
 from brokers.journal import Journal, sqlite_url
-from brokers.live_broker import CRASH_ENV
-from brokers.testing.alpaca_server import AlpacaTestServer
 from tests.live.harness import ROOT, STRATEGY_NAME, Deployment, processed_bar, wait_for
 
 NAME = f"t-{STRATEGY_NAME}"  # the harness config's order_id_prefix + strategy: the journal's state key
@@ -47,8 +46,9 @@ MAX_CATCHUP_BARS = 1  # the harness config's live.max_catchup_bars
 # mid_bar: at a random moment after a bar is pushed (its fills arriving, the bar being decided, its
 # orders going out); between_bars: once the bar is decided and saved; post_before / post_after: at an
 # order's POST, before the broker takes it / after it did, before the answer; after_cancel: once the
-# broker took a cancel (an exit's stop); crash_hook: the broker's own test hook (journal written, order
-# not sent; sent, the journal not updated; or reading the broker at start); during_restart: at a random
+# broker took a cancel (an exit's stop); crash_hook: the broker's checkpoint set to kill by
+# tests.live.crash_child (journal written, order not sent; sent, the journal not updated; or reading the
+# broker at start); during_restart: at a random
 # moment of the start-up;
 # during_reconcile: while the restarted process reads the broker's orders.
 KILL_KINDS = ("mid_bar", "between_bars", "post_before", "post_after", "after_cancel", "crash_hook",
@@ -56,12 +56,14 @@ KILL_KINDS = ("mid_bar", "between_bars", "post_before", "post_after", "after_can
 
 
 class LiveProcess:
-    """One ``python run.py live`` process, its output in ``log_path``."""
+    """One ``python run.py live`` process, its output in ``log_path``; ``crash`` (``point:n``): started
+    through ``tests.live.crash_child``, which sets the broker's checkpoint to kill it there."""
 
-    def __init__(self, deployment: Deployment, log_path: Path, env: dict):
+    def __init__(self, deployment: Deployment, log_path: Path, env: dict, crash: str | None = None):
         self.log_path = log_path
         self._log = open(log_path, "w")
-        self.popen = subprocess.Popen([sys.executable, "run.py", "live", "--config", str(deployment.config_path)],
+        entry = ["-m", "tests.live.crash_child", crash] if crash else ["run.py"]
+        self.popen = subprocess.Popen([sys.executable, *entry, "live", "--config", str(deployment.config_path)],
                                       cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT)
 
     @property
@@ -89,13 +91,9 @@ class LiveProcess:
         return self.log_path.read_text(errors="replace")[-last:]
 
 
-def live_env(server: AlpacaTestServer, crash: str | None = None) -> dict:
-    env = {**os.environ, "APCA_API_KEY_ID": server.key_id, "APCA_API_SECRET_KEY": server.secret_key,
-           "PYTHONPATH": str(ROOT)}
-    env.pop(CRASH_ENV, None)
-    if crash:
-        env[CRASH_ENV] = crash
-    return env
+def live_env(server: AlpacaTestServer) -> dict:
+    return {**os.environ, "APCA_API_KEY_ID": server.key_id, "APCA_API_SECRET_KEY": server.secret_key,
+            "PYTHONPATH": str(ROOT)}
 
 
 def wait_ready(server: AlpacaTestServer, process: LiveProcess, timeout: float = 90.0) -> bool:
@@ -151,7 +149,7 @@ class ScriptedRun:
         """A new live process (``crash``: the broker's test hook, ``point:n``), ready."""
         self.starts += 1
         self.process = LiveProcess(self.deployment, self.tmp / f"process-{self.starts}.log",
-                                   live_env(self.server, crash))
+                                   live_env(self.server), crash)
         assert wait_ready(self.server, self.process), self.process.output()
 
     def push(self, until: int | None = None, *, may_die: bool = False) -> None:
@@ -398,7 +396,7 @@ class CrashTrial:
             crash = f"{point}:{1 if point == 'reconcile' else self.rng.randint(1, 4)}"
         self._starts += 1
         self.process = LiveProcess(self.deployment, self.tmp / f"process-{self._starts}.log",
-                                   live_env(self.server, crash))
+                                   live_env(self.server), crash)
         self._crash_hook = crash
 
     def _restart(self) -> bool:

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from brokers.alpaca.local_server import AlpacaTestServer
 from brokers.journal import Journal, sqlite_url
-from brokers.testing.alpaca_server import AlpacaTestServer
 from feeds.live_feed import Bar, bars_of
 from feeds.loader import load_universe
 
@@ -142,7 +142,7 @@ class Deployment:
     def start(self, strategy_cls=None):
         import threading
 
-        from brokers.secrets import Credentials
+        from brokers.alpaca.credentials import Credentials
         from engine.live import LiveRunner
         from strategies import get_strategy
 
@@ -179,7 +179,7 @@ class Deployment:
     def backtest_orders(self, **overrides) -> pd.DataFrame:
         """The backtest of the same bars, trading from the first live bar (the day the live bars start)."""
         from config import load_config
-        from engine.backtest import build_cerebro, collect_records
+        from engine.backtest import backtest_cerebro, collect_records
 
         frames = {}
         for symbol in SYMBOLS:
@@ -188,5 +188,5 @@ class Deployment:
                                           index=pd.DatetimeIndex([r.datetime for r in rows], name="datetime"))
         start = self.live[0][SYMBOLS[0]].datetime.date()
         cfg = load_config(self.config_path, {"backtest.start": start, **overrides})
-        strategy = build_cerebro(cfg, frames).run()[0]
+        strategy = backtest_cerebro(cfg, frames).run()[0]
         return collect_records(strategy, start).orders

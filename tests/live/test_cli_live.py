@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 import run
-from brokers.secrets import KEY_VAR, SECRET_VAR
+from brokers.alpaca.credentials import KEY_VAR, SECRET_VAR
 from cli.live import CONFIRMATION
 from config import load_config
 from engine.live import check_warmup_bars, warmup_needed
@@ -88,6 +88,12 @@ def test_the_default_warmup_covers_every_feature_and_strategy():
 def test_an_unknown_model_is_one_line(capsys):
     assert run.main(["live", "--replay", "data/sample/AAPL_data.csv", "--model", "no-such-model"]) == 2
     assert "no-such-model: not a model folder" in one_line_error(capsys)
+
+
+def test_a_model_for_a_strategy_that_trades_none_is_one_line(capsys):
+    assert run.main(["live", "--replay", "data/sample/AAPL_data.csv", "--strategy", "momentum_breakout",
+                     "--model", "any"]) == 2
+    assert "--model any: the strategy momentum_breakout trades no models" in one_line_error(capsys)
 
 
 def test_a_model_trained_on_other_features_is_refused(tmp_path, monkeypatch, capsys):

@@ -3,9 +3,9 @@ import asyncio
 import datetime as dt
 import time
 
-from brokers.calendar import MarketCalendar
+from brokers.alpaca.calendar import MarketCalendar
+from brokers.alpaca.data import AlpacaBarSource
 from config import load_config
-from feeds.alpaca_feed import AlpacaBarSource
 from feeds.live_feed import Bar, BarClock, BarGroup, group_bars
 
 T = dt.datetime(2024, 1, 2, 14, 30)

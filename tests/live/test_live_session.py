@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 from numpy.testing import assert_allclose
 
+from brokers.alpaca.local_server import AlpacaTestServer
 from brokers.journal import Journal, sqlite_url
-from brokers.testing.alpaca_server import AlpacaTestServer
 from strategies.momentum_breakout import MomentumBreakout
 from tests.live.harness import Deployment, wait_for
 
@@ -179,7 +179,7 @@ def test_daily_session_trades_the_days_bar_once(server, tmp_path):
     import json
     import threading
 
-    from brokers.secrets import Credentials
+    from brokers.alpaca.credentials import Credentials
     from config import load_config
     from engine.live import LiveRunner
     from strategies import get_strategy

@@ -8,9 +8,8 @@ import logging
 import backtrader as bt
 import pytest
 
+from brokers.alpaca.local_server import AlpacaTestServer
 from brokers.journal import Journal, sqlite_url
-from brokers.live_broker import TRAILING_TARGET_DROPPED
-from brokers.testing.alpaca_server import AlpacaTestServer
 from feeds.live_feed import Bar
 from strategies.base import PortfolioStrategy
 from tests.live.harness import SYMBOLS, Deployment
@@ -18,6 +17,9 @@ from tests.live.harness import SYMBOLS, Deployment
 pytestmark = pytest.mark.slow
 
 SIZE = 10
+# the reason a take-profit beside a trailing stop is refused (Alpaca's ``VenueCapabilities.oco_refusal``)
+TRAILING_TARGET_DROPPED = ("Alpaca's OCO orders take no trailing stop: the take-profit is dropped while the "
+                           "stop trails")
 
 
 class ScriptedExits(PortfolioStrategy):

@@ -1,13 +1,13 @@
 """kill -9 at the worst moments, restart: no order lost, none duplicated, and the orders are still the
 backtest's. The live runner is a real ``python run.py live`` process against the local Alpaca server;
-the crash points use the broker's test hook (``LIVE_TEST_CRASH_AT``, see ``brokers.live_broker``); the
+the crash points use the broker's checkpoint, set to kill by ``tests.live.crash_child``; the
 checks are ``tests.live.crash.check_invariants``."""
 import signal
 
 import pytest
 
+from brokers.alpaca.local_server import AlpacaTestServer
 from brokers.journal import Journal, sqlite_url
-from brokers.testing.alpaca_server import AlpacaTestServer
 from tests.live.crash import ScriptedRun
 
 pytestmark = pytest.mark.slow

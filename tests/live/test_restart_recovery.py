@@ -4,7 +4,7 @@ while it reconciles, then the checks of ``tests.live.crash`` (nothing sent twice
 never short, positions equal, the backtest's orders)."""
 import pytest
 
-from brokers.testing.alpaca_server import AlpacaTestServer
+from brokers.alpaca.local_server import AlpacaTestServer
 from tests.live.crash import ScriptedRun
 from tests.live.harness import wait_for
 

@@ -8,8 +8,8 @@ import sys
 import pytest
 
 import run
-from brokers.secrets import KEY_VAR, SECRET_VAR, RedactingFilter, load_credentials, protect_logging
-from brokers.testing.alpaca_server import AlpacaTestServer
+from brokers.alpaca.credentials import KEY_VAR, SECRET_VAR, RedactingFilter, load_credentials, protect_logging
+from brokers.alpaca.local_server import AlpacaTestServer
 from common.errors import UserError
 from tests.live.harness import ROOT, Deployment, processed_bar, wait_for
 

@@ -3,7 +3,6 @@ their first prediction, so ``live.warmup_bars`` must cover the bars that first t
 ``WalkForwardSignals`` first trains, on real data); with a registry model, only the features' warm-up."""
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from common.errors import UserError
@@ -11,7 +10,7 @@ from config import load_config
 from engine.live import check_warmup_bars, warmup_needed
 from features.from_config import engine_from_config
 from feeds.loader import load_universe
-from models.dataset import PanelData
+from models.dataset import panel_data_from_bars
 from models.walkforward import WalkForward
 from strategies import get_strategy
 
@@ -25,11 +24,7 @@ def test_the_bars_needed_are_where_the_walk_forward_first_trains_on_real_data():
     cfg = load_config()
     bars = load_universe([ROOT / "data" / "sample" / f"{s}_data.csv" for s in ("AAPL", "JPM", "XOM")])
     engine = engine_from_config(cfg, sorted(bars))
-    panel = engine.batch(bars)
-    close, high, low = (np.column_stack([bars[s][f].reindex(panel.times).to_numpy(float) for s in engine.symbols])
-                        for f in ("close", "high", "low"))
-    data = PanelData.build(panel.values, close, high, low, cfg.models, times=panel.times, symbols=engine.symbols,
-                           feature_names=engine.registry.names)
+    _, data = panel_data_from_bars(engine, bars, cfg.models)
     first_training = WalkForward(cfg.models, cfg.backtest.seed).first_retrain(data)
     assert warmup_needed(cfg, get_strategy("ml"))[0] == first_training
     # with a registry model: the longest feature warm-up, as for any strategy

@@ -2,7 +2,7 @@
 import numpy as np
 from numpy.testing import assert_allclose
 
-from models.evaluation import direction_scores, information_coefficient, past_returns, to_jsonable, wilson_interval
+from models.evaluation import direction_scores, information_coefficient, past_returns, wilson_interval
 
 
 def test_wilson_interval_known_values():
@@ -34,8 +34,3 @@ def test_direction_scores_and_baselines():
 def test_past_returns_is_the_last_return_baseline():
     close = np.array([[100.0], [110.0], [np.nan], [121.0]])
     assert_allclose(past_returns(close, 1)[:, 0], [np.nan, np.log(1.1), np.nan, np.log(1.1)])
-
-
-def test_to_jsonable_has_no_nan():
-    assert to_jsonable({"a": np.float64("nan"), "b": [np.int64(3), np.bool_(True)], "c": (1.5,)}) == \
-        {"a": None, "b": [3, True], "c": [1.5]}

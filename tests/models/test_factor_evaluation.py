@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 from numpy.testing import assert_allclose
 
-from models.evaluation import daily_correlations, to_jsonable
+from common.jsonable import to_jsonable
+from models.evaluation import daily_correlations
 from models.factor_evaluation import (cross_section, momentum_12_1, newey_west_lags, newey_west_t, quantile_of,
                                       quantile_returns, reversal_1m)
 from models.labels import forward_returns

@@ -41,6 +41,33 @@ def test_garch_forecast_batch_equals_bar_by_bar_and_reads_no_future(sample_price
     assert (0.003 < batch).all() and (batch < 0.1).all()   # daily volatility of large US stocks
 
 
+def test_garch_bar_by_bar_carries_the_recursion_on_with_the_batch_numbers(sample_prices):
+    """Live, each symbol's recursion is carried on from the bar before (a forecast costs the same
+    after any length of session): bit for bit the batch's forecasts, through missing bars, for other
+    orders (p, q), after a refit, back to an earlier bar, and not saved with the model."""
+    import pickle
+
+    close = sample_prices["close"][:, :3].copy()
+    close[640:645, 1] = np.nan                       # a symbol without bars for a while
+    close[700, 2] = np.nan
+    for p, q in ((1, 1), (2, 1), (1, 2)):
+        garch = GarchForecaster(p, q, horizon=5, realised_bars=20, min_observations=100).fit(close, 600, 252)
+        bars = np.repeat(np.arange(600, 760), 3)
+        symbols = np.tile(np.arange(3), 160)
+        batch = garch.predict(close, bars, symbols)
+        live = np.concatenate([garch.predict(close[: b + 1], [b] * 3, [0, 1, 2]) for b in range(600, 760)])
+        assert_array_equal(live, batch)
+        assert len(garch._recursions) == 3
+        assert_array_equal(garch.predict(close[:651], [650, 650], [0, 1]), batch[(bars == 650) & (symbols < 2)])
+        assert pickle.loads(pickle.dumps(garch))._recursions == {}
+        garch.fit(close, 700, 252)
+        assert garch._recursions == {}
+        later = garch.predict(close, np.repeat([720], 3), np.arange(3))
+        for b in range(700, 721):
+            live = garch.predict(close[: b + 1], [b] * 3, [0, 1, 2])
+        assert_array_equal(live, later)
+
+
 def test_garch_falls_back_to_realised_volatility_with_a_log_line(sample_prices, caplog):
     close = sample_prices["close"][:, :2]
     with caplog.at_level(logging.DEBUG, logger="models"):

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from numpy.testing import assert_array_equal
 
-from models.evaluation import evaluate, to_jsonable
+from common.jsonable import to_jsonable
+from models.evaluation import evaluate
 from models.walkforward import WalkForward
 from tests.models.conftest import panel_data, small_models_cfg
 

@@ -1,4 +1,3 @@
-import dataclasses
 import math
 
 import numpy as np
@@ -6,7 +5,7 @@ import pytest
 from hypothesis import given, strategies as st
 from numpy.testing import assert_allclose
 
-from risk.stops import TrailingStop, initial_stop_pct, stop_should_move, trailing_stop_fits
+from risk.stops import initial_stop_pct, stop_should_move, trailing_stop_fits
 
 
 def test_initial_stop_known_values(risk_config):
@@ -53,48 +52,3 @@ def test_stop_moves_only_when_tightened_by_more_than_the_threshold():
     assert stop_should_move(97.0, 97.6, 100.0, 0.005)        # 0.6 > 0.5% of 100
     assert not stop_should_move(97.0, 97.4, 100.0, 0.005)
     assert not stop_should_move(97.0, 90.0, 100.0, 0.005)    # never loosens
-
-
-def test_trailing_stop_known_path(risk_config):
-    stop = TrailingStop.from_config(100.0, 0.03, risk_config)
-    assert_allclose(stop.stop, 97.0)
-    assert stop.update(102.9) == pytest.approx(97.0) and not stop.active   # below +3%
-    assert stop.update(103.0) == pytest.approx(103.0 * 0.98) and stop.active and stop.is_trailing
-    assert stop.update(101.0) == pytest.approx(100.94)                     # never loosens
-    assert stop.update(105.0) == pytest.approx(102.9)
-    assert stop.tighten(104.0) == 104.0 and not stop.is_trailing
-    assert stop.tighten(99.0) == 104.0
-    assert TrailingStop(**dataclasses.asdict(stop)) == stop                # persists as a dict
-
-
-def test_trailing_disabled_keeps_the_stop(risk_config):
-    stop = TrailingStop.from_config(100.0, 0.02, risk_config, trails=False)
-    for price in (105.0, 120.0, 90.0):
-        assert stop.update(price) == pytest.approx(98.0)
-
-
-def test_a_stop_above_the_entry_is_refused():
-    with pytest.raises(ValueError):
-        TrailingStop(100.0, 101.0, 0.03, 0.02)
-
-
-prices = st.lists(st.floats(1.0, 1_000.0) | st.just(math.nan), min_size=1, max_size=60)
-
-
-@given(entry=st.floats(1.0, 1_000.0), stop_pct=st.floats(0.005, 0.05), path=prices,
-       tightenings=st.lists(st.floats(0.5, 1_500.0), max_size=5), trails=st.booleans())
-def test_trailing_stop_never_loosens_and_stays_in_range(risk_config, entry, stop_pct, path, tightenings, trails):
-    stop = TrailingStop.from_config(entry, stop_pct, risk_config, trails=trails)
-    initial, previous, highest = stop.stop, stop.stop, entry
-    for i, price in enumerate(path):
-        level = stop.update(price)
-        if math.isfinite(price):
-            highest = max(highest, price)
-        if i < len(tightenings):
-            level = stop.tighten(tightenings[i])
-        assert level >= previous                      # never loosens
-        assert initial <= level <= highest            # never above a price seen
-        if stop.active:
-            assert trails and highest >= entry * (1 + risk_config.trail_activation) * (1 - 1e-12)
-            assert level >= highest * (1 - risk_config.trail_pct) * (1 - 1e-12)
-        previous = level

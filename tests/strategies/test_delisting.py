@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from config import load_config
-from engine.backtest import build_cerebro, collect_records, data_ends
+from engine.backtest import backtest_cerebro, collect_records, data_ends
 from engine.live import run_replay
 from feeds.loader import load_universe
 from strategies.base import PortfolioStrategy
@@ -42,7 +42,7 @@ def test_data_ends_names_only_the_symbols_that_leave_early(bars):
 
 def test_a_delisted_position_is_closed_at_its_last_bar_in_backtest_and_replay(bars, tmp_path):
     cfg = load_config()
-    backtest = collect_records(build_cerebro(cfg, bars, strategy_cls=HoldEverything).run()[0])
+    backtest = collect_records(backtest_cerebro(cfg, bars, strategy_cls=HoldEverything).run()[0])
     trades = backtest.trades.set_index("symbol")
     assert trades.loc["XOM", "exit_reason"] == "delisted"
     assert pd.Timestamp(trades.loc["XOM", "exit_datetime"]) == LAST_XOM

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.backtest import build_cerebro
+from engine.backtest import backtest_cerebro
 from engine.compat import bt
 from config import load_config
 from feeds.loader import load_bars
@@ -38,5 +38,5 @@ def test_signals_equal_backtraders_indicators_on_sample_bars(runonce):
     cfg = load_config(overrides={"backtest.progress": False, "momentum_breakout.breakout_bars": 7,
                                  "momentum_breakout.momentum_bars": 11, "momentum_breakout.trend_bars": 5})
     bars = dict(load_bars(SAMPLE / f"{symbol}_data.csv") for symbol in ("AAPL", "PYPL"))  # PYPL starts late
-    strategy = build_cerebro(cfg, bars, strategy_cls=Checked, runonce=runonce).run()[0]
+    strategy = backtest_cerebro(cfg, bars, strategy_cls=Checked, runonce=runonce).run()[0]
     assert strategy.compared > 1800 and len(strategy.analyzers.orders.get_analysis()) > 50

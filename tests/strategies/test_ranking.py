@@ -4,13 +4,20 @@ import math
 import pytest
 from hypothesis import given, strategies as st
 
-from strategies.ranking import Selection, rank_symbols, select_holdings
+from strategies.ranking import Selection, fill_slots, rank_symbols, select_holdings
 
 NAMES = [f"S{k:02d}" for k in range(40)]
 
 
 def test_rank_symbols_highest_first_ties_by_name_nan_left_out():
     assert rank_symbols({"B": 0.02, "A": 0.02, "C": 0.05, "D": -0.01, "E": math.nan}) == ["C", "A", "B", "D"]
+
+
+def test_fill_slots_takes_the_best_for_the_free_slots():
+    scores = {"B": 0.02, "A": 0.02, "C": 0.05, "D": -0.01}
+    assert fill_slots(scores, 2) == ["C", "A"]
+    assert fill_slots(scores, 9) == ["C", "A", "B", "D"]
+    assert fill_slots(scores, 0) == fill_slots(scores, -3) == fill_slots({}, 5) == []
 
 
 def test_a_holding_between_top_k_and_keep_k_is_kept_one_beyond_is_sold_the_top_k_are_filled():

@@ -4,7 +4,7 @@ target, so no later bar re-places or fills a target live could not have had."""
 import backtrader as bt
 
 from config import load_config
-from engine.backtest import build_cerebro
+from engine.backtest import backtest_cerebro
 from feeds.loader import load_universe
 from strategies.base import PortfolioStrategy
 
@@ -16,13 +16,17 @@ class TrailAfterEntry(PortfolioStrategy):
     def required_bars(cls, cfg) -> int:
         return 5
 
+    def __init__(self):
+        super().__init__()
+        self.trailed = set()   # entry orders whose position was given its trailing stop
+
     def decide(self, now, fresh):
         for d in fresh:
             plan = self.positions_plan.get(d._name)
             if plan is None:
                 self.enter_long(d, 10, stop_price=d.close[0] * 0.9, target_price=d.close[0] * 1.5)
-            elif plan.entry_datetime is not None and not plan.extra.get("trailed"):
-                plan.extra["trailed"] = True
+            elif plan.entry_datetime is not None and plan.entry_order.ref not in self.trailed:
+                self.trailed.add(plan.entry_order.ref)
                 self.replace_exits(d, plan, size=10, stop_price=d.close[0] * 0.95, target_price=d.close[0] * 1.5,
                                    trailing=True)
                 self.after = [(c.exectype, c.alive()) for c in plan.children]
@@ -31,6 +35,6 @@ class TrailAfterEntry(PortfolioStrategy):
 
 def test_a_trailing_stop_is_placed_without_a_take_profit():
     bars = load_universe(["data/sample/AAPL_data.csv"], end="2013-06-28")
-    strategy = build_cerebro(load_config(), bars, strategy_cls=TrailAfterEntry).run()[0]
+    strategy = backtest_cerebro(load_config(), bars, strategy_cls=TrailAfterEntry).run()[0]
     assert strategy.after == [(bt.Order.StopTrail, True)]
     assert strategy.target_after == (None, None)

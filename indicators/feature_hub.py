@@ -1,31 +1,24 @@
-"""The feature engine inside Backtrader: one :class:`FeatureHub` per strategy, and, where a strategy
-wants each data's warm-up flag as a line, one :class:`FeatureBank` indicator per data.
+"""The feature engine inside Backtrader: one :class:`FeatureHub` per strategy reads each bar of its
+datas once and gives the strategy the bar's feature rows (and prices).
 
-- Backtest (``runonce=True``): the first bank's ``once``, or else the first row read, computes the
-  whole feature panel in batch from every data's preloaded arrays; a row read is then an index into
-  that panel.
-- Bar by bar (``runonce=False``, live feeds): the hub runs the engine's stream once per new
-  timestamp, over the datas that have a bar at that timestamp (Backtrader calls every indicator's
-  ``next`` on every tick, also when its own data did not move: the hub never updates twice).
+- Backtest (``runonce=True``): the first row read computes the whole feature panel in batch from
+  every data's preloaded arrays (:attr:`FeatureHub.bar_arrays`, which also give the models their
+  prices); a row read is then an index into that panel.
+- Bar by bar (``runonce=False``, live feeds): the hub reads the current bar of every data that has
+  one, once per new timestamp, feeds it to the engine's stream and keeps it as :attr:`FeatureHub.bar`
+  (Backtrader calls the strategy on every tick, also when a data did not move: the hub never
+  updates twice).
 
 The strategy reads features as numpy rows, never as Backtrader lines::
 
     def __init__(self):
         self.features = FeatureHub(self, engine)
-        self.banks = [FeatureBank(d, hub=self.features) for d in self.datas]
 
     def next(self):
         rows = self.features.rows()        # (N symbols, F features), NaN for symbols without a bar
-        row = self.banks[0].row()          # (F,) for one symbol
-
-Each bank has a single line, ``warm``: 1.0 once all of its symbol's features are past their warm-up.
-The banks are optional: Backtrader advances every indicator's lines each bar, which for 50 datas
-costs about a tenth of an empty backtest's time, and ``rows()`` alone computes the panel (runonce)
-or advances the stream (bar by bar), so a strategy that only reads rows can do without them.
+        row = self.features.row(self.data) # (F,) for one symbol
 """
 from __future__ import annotations
-
-from array import array
 
 import numpy as np
 import pandas as pd
@@ -33,7 +26,7 @@ import pandas as pd
 from engine.compat import bt
 from features import FeatureEngine
 from features.cache import batch_panel
-from features.engine import BarArrays
+from features.engine import BAR_FIELDS, BarArrays
 
 _EPOCH = 719163.0  # Backtrader's date number of 1970-01-01
 
@@ -59,11 +52,13 @@ class FeatureHub:
         self.datas = [by_name[s] for s in engine.symbols]
         self.n, self.names = len(self.datas), engine.names
         self._panel = None          # runonce: the batch panel ...
+        self._arrays: BarArrays | None = None  # ... the bars it was computed from ...
         self._row_of: dict = {}     # ... and the panel row of each Backtrader date number
-        self._calendar = np.array([])  # ... (the date numbers in order)
         self._stream = None         # bar by bar: the engine's stream ...
         self._now = None            # ... the date number it last advanced to
         self._rows = np.full((self.n, len(self.names)), np.nan)
+        # ... and the bar itself: (5, N) open, high, low, close, volume, NaN where a symbol has none
+        self.bar = np.full((len(BAR_FIELDS), self.n), np.nan)
 
     def index(self, data) -> int:
         """The data's position in the engine's symbols (by identity: Backtrader overloads ==)."""
@@ -80,39 +75,33 @@ class FeatureHub:
             return
         numbers = [np.asarray(data.lines.datetime.array[: data.buflen()], dtype=np.float64) for data in self.datas]
         calendar = np.unique(np.concatenate(numbers)) if numbers else np.array([])
-        times = _timestamps(calendar)
+        present = np.zeros((len(calendar), self.n), dtype=bool)
+        longest = max((len(stamps) for stamps in numbers), default=0)
+        fields = {field: np.full((longest, self.n), np.nan) for field in BAR_FIELDS}
+        for j, (data, stamps) in enumerate(zip(self.datas, numbers)):
+            present[np.searchsorted(calendar, stamps), j] = True
+            for field, values in fields.items():
+                values[: len(stamps), j] = getattr(data.lines, field).array[: len(stamps)]
+        self._arrays = BarArrays(_timestamps(calendar), present, fields)
         if self._given is not None:
-            if not self._given.times.equals(times) or self._given.symbols != self.engine.symbols:
+            if not self._given.times.equals(self._arrays.times) or self._given.symbols != self.engine.symbols:
                 raise ValueError("the panel given to FeatureHub is not of the strategy's bars")
             self._panel = self._given
         else:
-            present = np.zeros((len(calendar), self.n), dtype=bool)
-            longest = max((len(stamps) for stamps in numbers), default=0)
-            fields = {field: np.full((longest, self.n), np.nan) for field in ("open", "high", "low", "close", "volume")}
-            for j, (data, stamps) in enumerate(zip(self.datas, numbers)):
-                present[np.searchsorted(calendar, stamps), j] = True
-                for field, values in fields.items():
-                    values[: len(stamps), j] = getattr(data.lines, field).array[: len(stamps)]
-            self._panel = batch_panel(self.engine, BarArrays(times, present, fields))
+            self._panel = batch_panel(self.engine, self._arrays)
         self._row_of = {float(x): t for t, x in enumerate(calendar)}
-        self._calendar = calendar
 
     @property
     def panel(self):
         """The batch ``FeaturePanel`` (runonce, once computed), else None."""
         return self._panel
 
-    def price_grid(self, fields=("close", "high", "low")) -> dict[str, np.ndarray]:
-        """(runonce) {field: (T, N)} the datas' preloaded prices on the panel's calendar, NaN where a
-        symbol has no bar: the prices the models' labels and risk statistics are computed from."""
+    @property
+    def bar_arrays(self) -> BarArrays:
+        """(runonce) The datas' preloaded bars as the arrays the batch read: what the models' prices
+        come from (``models.dataset.panel_data_from_bars``)."""
         self.compute_batch()
-        out = {field: np.full((len(self._calendar), self.n), np.nan) for field in fields}
-        for j, data in enumerate(self.datas):
-            size = data.buflen()
-            rows = np.searchsorted(self._calendar, np.asarray(data.lines.datetime.array[:size], dtype=np.float64))
-            for field in fields:
-                out[field][rows, j] = np.asarray(getattr(data.lines, field).array[:size], dtype=np.float64)
-        return out
+        return self._arrays
 
     def calendar_index(self) -> int:
         """The current bar's row on the run's calendar: the panel's row (runonce), else the count
@@ -124,17 +113,6 @@ class FeatureHub:
         self.advance()
         return self.calendar_bars - 1
 
-    def warm_flags(self, data) -> np.ndarray:
-        """Per bar of ``data`` (runonce): 1.0 where every feature of its symbol is past its warm-up."""
-        size = data.buflen()
-        rows = np.searchsorted(self._calendar, np.asarray(data.lines.datetime.array[:size], dtype=np.float64))
-        return ((np.arange(size) >= self.max_warmup(False)) & (rows >= self.max_warmup(True))).astype(np.float64)
-
-    def max_warmup(self, calendar_clock: bool) -> int:
-        """The longest warm-up among the features counted in own bars (False) or calendar bars (True)."""
-        warm = self.engine.warmups[self.engine.calendar_clock == calendar_clock]
-        return int(warm.max(initial=0))
-
     @property
     def calendar_bars(self) -> int:
         """Calendar bars the stream has seen (bar by bar)."""
@@ -142,7 +120,8 @@ class FeatureHub:
 
     # ---- bar by bar --------------------------------------------------------------------------
     def advance(self) -> None:
-        """Feed the stream the current bar of every data that has one (once per timestamp)."""
+        """Read the current bar of every data that has one into :attr:`bar` and feed it to the
+        stream (once per timestamp)."""
         if self._panel is not None:
             return
         now = self.strategy.datetime[0]
@@ -151,13 +130,13 @@ class FeatureHub:
         if self._stream is None:
             self._stream = self.engine.stream()
         present = np.zeros(self.n, dtype=bool)
-        prices = np.full((5, self.n), np.nan)
+        prices = np.full((len(BAR_FIELDS), self.n), np.nan)
         for j, data in enumerate(self.datas):
             if len(data) and data.datetime[0] == now:
                 present[j] = True
                 prices[:, j] = (data.open[0], data.high[0], data.low[0], data.close[0], data.volume[0])
         self._rows = self._stream.update(_timestamps([now])[0], present, *prices)
-        self._now = now
+        self.bar, self._now = prices, now
 
     # ---- what the strategy reads -------------------------------------------------------------
     def rows(self) -> np.ndarray:
@@ -178,38 +157,3 @@ class FeatureHub:
     def row(self, data) -> np.ndarray:
         """(F,) feature row of one data at the current bar (NaN when it has no bar now)."""
         return self.rows()[self.index(data)]
-
-
-class FeatureBank(bt.Indicator):
-    """Carries the feature registry into Backtrader for one data (see the module docstring)."""
-
-    lines = ("warm",)
-    params = (("hub", None),)
-    plotinfo = dict(plot=False)
-
-    def __init__(self):
-        if self.p.hub is None:
-            raise ValueError("FeatureBank needs hub=FeatureHub(strategy, engine)")
-        self.hub: FeatureHub = self.p.hub
-        self.symbol_index = self.hub.index(self.data)
-        self._own_bars = 0
-        self._flags = None
-
-    def once(self, start, end):
-        self.hub.compute_batch()
-        if self._flags is None:  # Backtrader calls once twice (oncestart, then the rest)
-            self._flags = self.hub.warm_flags(self.data)
-        stop = min(end, len(self._flags))
-        if start < stop:
-            self.lines.warm.array[start:stop] = array("d", self._flags[start:stop].tolist())
-
-    def next(self):
-        self.hub.advance()
-        if self.data.datetime[0] == self.hub.strategy.datetime[0]:
-            self._own_bars += 1
-        warm = self._own_bars > self.hub.max_warmup(False) and self.hub.calendar_bars > self.hub.max_warmup(True)
-        self.lines.warm[0] = 1.0 if warm else 0.0
-
-    def row(self) -> np.ndarray:
-        """(F,) this data's feature row at the current bar."""
-        return self.hub.rows()[self.symbol_index]

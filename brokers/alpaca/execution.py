@@ -1,4 +1,4 @@
-"""Alpaca as a :class:`brokers.venue.Venue`: REST through :class:`brokers.alpaca_store.AlpacaStore`,
+"""Alpaca as a :class:`brokers.venue.Venue`: REST through :class:`brokers.alpaca.store.AlpacaStore`,
 trade updates from its websocket stream.
 
 Orders map one to one: market (``cls`` time in force for market-on-close), limit, stop, stop-limit,
@@ -40,7 +40,8 @@ from alpaca.common.enums import Sort
 from alpaca.trading import requests as alpaca_requests
 from alpaca.trading.enums import OrderClass, OrderSide, QueryOrderStatus, TimeInForce
 
-from brokers.alpaca_store import AlpacaStore, NotFound
+from brokers.alpaca.capabilities import ALPACA_CAPABILITIES
+from brokers.alpaca.store import AlpacaStore, NotFound
 from brokers.venue import Account, MarketClock, OrderRequest, TradeUpdate, VenueError, VenueOrder, VenuePosition
 
 log = logging.getLogger("live.alpaca")
@@ -60,6 +61,8 @@ def _float(value) -> float | None:
 
 
 class AlpacaVenue:
+    capabilities = ALPACA_CAPABILITIES
+
     def __init__(self, store: AlpacaStore, tz: str):
         self.store = store
         self.tz = tz

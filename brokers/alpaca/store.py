@@ -30,7 +30,7 @@ from urllib.parse import urlparse
 
 import requests
 
-from brokers.secrets import Credentials, redact
+from brokers.alpaca.credentials import Credentials, redact
 from brokers.venue import DuplicateClientOrderId, NotCancelable, OrderRejected, VenueError, VenueUnavailable
 from common.errors import UserError
 

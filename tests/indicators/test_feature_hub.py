@@ -11,21 +11,21 @@ from engine.compat import bt
 from features import FeatureEngine, build_registry
 from feeds.loader import load_sector_map, load_universe
 from feeds.pandas_feed import bars_to_feed
-from indicators.feature_bank import FeatureBank, FeatureHub
+from indicators.feature_hub import FeatureHub
 from tests.features.helpers import ROOT
 
 SYMBOLS = ("AAPL", "JPM", "KO", "PYPL")  # PYPL starts late, KO misses days
 
 
 class RecordFeatures(bt.Strategy):
-    """Reads every feature row at every bar (symbols without a bar read NaN)."""
+    """Reads every feature row at every bar (symbols without a bar read NaN), and bar by bar the
+    bar the hub read."""
 
     params = (("engine", None),)
 
     def __init__(self):
         self.features = FeatureHub(self, self.p.engine)
-        self.banks = [FeatureBank(d, hub=self.features) for d in self.datas]
-        self.rows, self.single, self.warm = {}, {}, {}
+        self.rows, self.single, self.bars = {}, {}, {}
 
     def prenext(self):
         self.next()
@@ -33,8 +33,9 @@ class RecordFeatures(bt.Strategy):
     def next(self):
         now = bt.num2date(self.datetime[0])
         self.rows[now] = self.features.rows().copy()
-        self.single[now] = self.banks[0].row().copy()
-        self.warm[now] = [b.warm[0] if len(b) else np.nan for b in self.banks]
+        self.single[now] = self.features.row(self.datas[0]).copy()
+        if self.features.panel is None:
+            self.bars[now] = self.features.bar.copy()
 
 
 @pytest.fixture(scope="module")
@@ -81,28 +82,29 @@ def test_strategy_rows_equal_batch(modes, engine, bars, expected):
     np.testing.assert_array_equal(np.isnan(single), np.isnan(seen[:, 0]))
 
 
-def test_warm_line_turns_on_after_the_longest_warmup(engine, bars):
+def test_bar_by_bar_the_hub_keeps_the_bar_it_read(engine, bars):
+    """Bar by bar, ``hub.bar`` is every data's current bar (NaN where a symbol has none): what the
+    models' prices are appended from, read once with the features."""
+    strategy = _run(engine, bars, runonce=False, preload=True)
+    assert list(strategy.bars) == list(strategy.rows)
+    for k, field in enumerate(("open", "high", "low", "close", "volume")):
+        expected = np.column_stack([bars[s][field].reindex(list(strategy.bars)).to_numpy(float)
+                                    for s in engine.symbols])
+        np.testing.assert_array_equal(np.stack([bar[k] for bar in strategy.bars.values()]), expected)
+
+
+def test_runonce_bar_arrays_are_those_of_the_batch(engine, bars):
     strategy = _run(engine, bars, runonce=True)
-    warm = np.array(list(strategy.warm.values()))
-    j = list(bars).index("AAPL")
-    first_warm = int(np.argmax(warm[:, j] == 1.0))
-    assert first_warm == max(engine.warmups)  # AAPL trades every calendar bar
-
-
-def test_bank_needs_a_hub(bars):
-    class NoHub(bt.Strategy):
-        def __init__(self):
-            FeatureBank(self.data)
-
-    cerebro = bt.Cerebro(stdstats=False)
-    cerebro.adddata(bars_to_feed("AAPL", bars["AAPL"]), name="AAPL")
-    cerebro.addstrategy(NoHub)
-    with pytest.raises(ValueError, match="hub"):
-        cerebro.run()
+    arrays = strategy.features.bar_arrays
+    expected = engine.bar_arrays(bars)
+    assert arrays.times.equals(expected.times)
+    np.testing.assert_array_equal(arrays.present, expected.present)
+    for field, values in expected.fields.items():
+        np.testing.assert_array_equal(arrays.fields[field], values)
 
 
 class RowsOnly(bt.Strategy):
-    """Reads the rows through the hub alone, with no FeatureBank."""
+    """Reads the rows through the hub alone."""
 
     params = (("engine", None),)
 
@@ -117,8 +119,8 @@ class RowsOnly(bt.Strategy):
         self.rows.append(self.features.rows().copy())
 
 
-def test_hub_without_banks_reads_the_batch_in_runonce(engine, bars, expected):
-    """In runonce the hub computes the panel at the first read when no bank did."""
+def test_hub_reads_the_batch_in_runonce(engine, bars, expected):
+    """In runonce the hub computes the panel at the first read."""
     cerebro = bt.Cerebro(stdstats=False, runonce=True)
     for symbol, frame in bars.items():
         cerebro.adddata(bars_to_feed(symbol, frame), name=symbol)

@@ -26,8 +26,8 @@ import time
 
 import pandas as pd
 
-from brokers.alpaca_store import AlpacaStore
-from brokers.calendar import MarketCalendar
+from brokers.alpaca.calendar import MarketCalendar
+from brokers.alpaca.store import AlpacaStore
 from feeds.live_feed import Bar, BarGroup, group_bars
 
 log = logging.getLogger("live.bars")

@@ -41,7 +41,7 @@ from urllib.parse import parse_qs, urlparse
 import msgpack
 import pandas as pd
 
-from brokers.calendar import MarketCalendar
+from brokers.alpaca.calendar import MarketCalendar
 from brokers.simulator import MatchingEngine
 from brokers.venue import (DuplicateClientOrderId, Leg, NotCancelable, OrderRejected, OrderRequest, TradeUpdate,
                            VenueOrder, select_orders)
