@@ -3,19 +3,24 @@
 Analyzers run right after the strategy's ``next``, by which time every order it placed carries its
 client order id; :class:`LiveSessionRecorder` is added before the recording analyzers, so that the
 bar's orders leave first and every record comes after them, off the path from bar to order.
+With observers (metrics, alerts), the bar's :class:`ops.observer.BarSnapshot` is built and handed
+to them last, once the orders are sent and the bar journaled.
 """
 from __future__ import annotations
 
 import gc
+import itertools
+import time
 
 from engine.compat import bt
+from ops.observer import BarSnapshot
 
 
 class LiveSessionRecorder(bt.Analyzer):
     """After each bar, in this order: send the orders the strategy placed (the broker's outbox), then
     in one journal transaction the bar's predictions (``strategy.bar_predictions()``), equity, cash
     and positions, and the strategy's state (``strategy.save_state``) once the session saves it;
-    then the journal's and the heap's housekeeping.
+    then the journal's and the heap's housekeeping; then the observers' snapshot of the bar.
 
     ``session``: the ``engine.live.LiveSession`` (its ``journal``, ``name`` and ``saves_state``)."""
 
@@ -26,7 +31,8 @@ class LiveSessionRecorder(bt.Analyzer):
 
     def next(self):
         strategy, broker, session = self.strategy, self.strategy.broker, self.p.session
-        broker.flush()
+        sent = broker.flush()
+        sent_at = time.perf_counter()
         broker.bar_in_progress = False
         journal = session.journal
         predictions = strategy.bar_predictions()
@@ -44,6 +50,9 @@ class LiveSessionRecorder(bt.Analyzer):
         # housekeeping now, with the bar's orders sent, rather than in the middle of the next bar's
         journal.checkpoint()
         self._tidy_heap()
+        if session.observers is not None:
+            latency = sent_at - session.released_at if sent and session.released_at else None
+            session.observers.bar_decided(bar_snapshot(session, strategy, broker, now, latency))
 
     def _tidy_heap(self) -> None:
         """Collect the young generations, then freeze what survived (``gc.freeze``). What lives on
@@ -56,3 +65,39 @@ class LiveSessionRecorder(bt.Analyzer):
             gc.collect()  # once: what imports and set-up left behind
         gc.collect(1)
         gc.freeze()
+
+
+def bar_snapshot(session, strategy, broker, now, bar_to_order_seconds: float | None) -> BarSnapshot:
+    """The account and the strategy after the bar of ``now``: the broker's book, the session's
+    daily P&L (from the equity after the day's first bar) and the strategy's ``monitoring()``."""
+    equity, cash = broker.getvalue(), broker.getcash()
+    if session.day != now.date():
+        session.day, session.day_start_equity = now.date(), equity
+    gross = sum(abs(p.size) * d.close[0] for d, p in broker.positions.items() if p.size)
+    gate = broker.p.entry_gate
+    hub = getattr(strategy, "features", None)  # a FeatureHub: its update time, taken once per bar
+    feature_seconds = getattr(hub, "update_seconds", None)
+    if feature_seconds is not None:
+        hub.update_seconds = None
+    return BarSnapshot(
+        session=session.name, bar_datetime=now, wall_time=time.time(), equity=equity, cash=cash,
+        daily_pnl=equity - session.day_start_equity, exposure=gross / equity if equity > 0 else 0.0,
+        open_positions=sum(1 for p in broker.positions.values() if p.size),
+        open_orders=_open_orders(session, broker.tracked),
+        trading=session.trading, bar_to_order_seconds=bar_to_order_seconds,
+        feature_seconds=feature_seconds,
+        entries_halted=broker.halts.reason() or (gate() if gate is not None else None),
+        **(strategy.monitoring() if hasattr(strategy, "monitoring") else {}))  # a bare bt.Strategy has none
+
+
+def _open_orders(session, tracked: dict) -> int:
+    """Orders sent and not final. The broker follows every order of the session (thousands by the
+    close): the records added since the last bar join those still open then, and a bar reads those
+    few (a final record never reopens: ``OrderTracker.set_status``)."""
+    open_ids = session.open_order_ids
+    if len(tracked) > session.orders_seen:
+        open_ids.update(itertools.islice(tracked, session.orders_seen, None))
+        session.orders_seen = len(tracked)
+    for cid in [cid for cid in open_ids if tracked[cid].final]:
+        open_ids.discard(cid)
+    return sum(1 for cid in open_ids if tracked[cid].status != "intent")

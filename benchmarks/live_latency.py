@@ -26,8 +26,13 @@ predictor, ranking, cvxpy sizing, risk manager. The daily loss limit and the dra
 are off: the live bars are daily bars stamped a minute apart, so a few hundred days of price moves
 fall in one day of the calendar.
 
+``--metrics``: the live process serves its Prometheus metrics (``live.metrics_port``, on a free
+port; off otherwise); ``--scrape SECONDS``: a thread of this process reads them over HTTP every
+SECONDS meanwhile, as Prometheus would (the issue: within 10% of the latency without metrics).
+
 Goal (the issue): p99 under 20 ms. Usage: ``python benchmarks/live_latency.py [--strategy ml]
-[--symbols 50] [--bars 300]``; ``BENCH_PROFILE=FILE`` runs the live process under cProfile.
+[--symbols 50] [--bars 300] [--metrics [--scrape 1]]``; ``BENCH_PROFILE=FILE`` runs the live
+process under cProfile.
 """
 from __future__ import annotations
 
@@ -39,6 +44,7 @@ import itertools
 import os
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -92,7 +98,8 @@ def universe(n: int, length: int) -> tuple[dict, str]:
     return bars, str(source_folder())
 
 
-def config(server: AlpacaTestServer, symbols: list[str], state: Path, warmup: int, strategy: str) -> str:
+def config(server: AlpacaTestServer, symbols: list[str], state: Path, warmup: int, strategy: str,
+           metrics_port: int = 0) -> str:
     urls = "\n".join(f'{k} = "{v}"' for k, v in server.urls.items())
     own = SETTINGS[strategy]
     return f"""
@@ -112,6 +119,7 @@ order_sync_seconds = 5.0
 commission_bps = 1.0
 order_id_prefix = "{PREFIX}"
 state_dir = "{state}"
+metrics_port = {metrics_port}
 {own["live"]}{urls}
 """
 
@@ -176,6 +184,59 @@ def wait_for(predicate, timeout: float, what: str, process: subprocess.Popen, ou
     raise SystemExit(f"timed out waiting for {what}")
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+SCRAPER = """
+import signal, sys, time, urllib.request
+url, every = sys.argv[1], float(sys.argv[2])
+durations, failures = [], 0
+def stop(*_):
+    raise KeyboardInterrupt
+signal.signal(signal.SIGTERM, stop)  # SIGINT may be ignored (a background job's)
+try:
+    while True:
+        time.sleep(every)
+        started = time.perf_counter()
+        try:
+            urllib.request.urlopen(url, timeout=5).read()
+        except OSError:
+            failures += 1
+            continue
+        durations.append(time.perf_counter() - started)
+except KeyboardInterrupt:
+    durations.sort()
+    print(len(durations), failures, durations[len(durations) // 2] if durations else 0.0, flush=True)
+"""
+
+
+class Scraper:
+    """Reads ``url`` every ``every`` seconds, as Prometheus does: from a process of its own, so
+    that neither the live process nor the server's clock here shares an interpreter with it.
+    After :meth:`stop`: the scrapes' count, failures (before the process serves, expected) and
+    median duration."""
+
+    def __init__(self, url: str, every: float):
+        self.process = subprocess.Popen([sys.executable, "-c", SCRAPER, url, str(every)], stdout=subprocess.PIPE,
+                                        text=True)
+        self.count = self.failures = 0
+        self.median_seconds = 0.0
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            out, _ = self.process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.communicate()
+            return
+        count, failures, median = out.split()
+        self.count, self.failures, self.median_seconds = int(count), int(failures), float(median)
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
@@ -186,10 +247,15 @@ def main() -> None:
     parser.add_argument("--strategy", choices=sorted(SETTINGS), default=MOMENTUM)
     parser.add_argument("--symbols", type=int, default=50)
     parser.add_argument("--bars", type=int, default=300, help="live bars (after the warm-up)")
+    parser.add_argument("--metrics", action="store_true", help="the live process serves Prometheus metrics")
+    parser.add_argument("--scrape", type=float, metavar="SECONDS",
+                        help="with --metrics: scrape them every SECONDS (Prometheus' side of the cost)")
     parser.add_argument("--history", type=int, help="warm-up bars (live.warmup_bars; momentum_breakout: 320, at "
                                                     "least the longest feature warm-up, 302; ml: that plus "
                                                     "models.train_bars and the fit's bar)")
     args = parser.parse_args()
+    if args.scrape is not None and (not args.metrics or args.scrape <= 0):
+        parser.error("--scrape SECONDS needs --metrics and SECONDS > 0")
     if args.history is None:
         args.history = 320 if args.strategy == MOMENTUM else ml_history()
     bars, source = universe(args.symbols, args.history + args.bars)
@@ -205,7 +271,9 @@ def main() -> None:
         for group in stamped[:args.history]:
             for symbol, bar in group.items():
                 server.add_history(symbol, [bar])
-        (tmp / "bench.toml").write_text(config(server, symbols, tmp / "state", args.history, args.strategy))
+        metrics_port = free_port() if args.metrics else 0
+        (tmp / "bench.toml").write_text(config(server, symbols, tmp / "state", args.history, args.strategy,
+                                               metrics_port))
         model = []
         if args.strategy != MOMENTUM:
             from models.registry import REGISTRY_ROOT
@@ -224,6 +292,7 @@ def main() -> None:
         with open(output, "w") as log:
             process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         progress = Progress(tmp / "state" / "journal.sqlite", f"{PREFIX}{args.strategy}")
+        scraper = Scraper(f"http://127.0.0.1:{metrics_port}/metrics", args.scrape) if args.scrape else None
         try:
             wait_for(lambda: server.connected() == (1, 1), 120, "the live process connected", process, output)
             last_history = stamped[args.history - 1][symbols[0]].datetime
@@ -244,6 +313,8 @@ def main() -> None:
                 process.kill()
                 process.wait()
             progress.close()
+            if scraper is not None:
+                scraper.stop()
         first_order, every_order = [], []
         by_bar: dict[dt.datetime, list[float]] = {}
         for cid, arrived in zip(server.submissions, server.submitted_at):
@@ -253,6 +324,9 @@ def main() -> None:
             first_order.append(min(latencies))
             every_order.extend(latencies)
     strategy = "" if args.strategy == MOMENTUM else f"strategy {args.strategy}; "
+    if args.metrics:
+        strategy += "metrics on" + (f", scraped every {args.scrape:g} s ({scraper.count} scrapes, median "
+                                    f"{scraper.median_seconds * 1000:.1f} ms)" if scraper is not None else "") + "; "
     print(f"{strategy}data: {source}: {len(symbols)} symbols, {args.history} warm-up bars, {args.bars} live bars; "
           f"{len(by_bar)} bars placed {len(every_order)} orders")
     for label, values in (("first order of a bar", first_order), ("every order", every_order)):

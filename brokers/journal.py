@@ -6,6 +6,18 @@ loses nothing it wrote); any SQLAlchemy URL selects another database (``postgres
 Datetimes are naive exchange time like the bars; ``*_at`` wall-clock stamps are UTC.
 
 ``events``: what an operator must find later, such as a halt of new entries with its reason.
+``alerts``: every alert raised, sent or not (schema version 2).
+
+Schema versions (:data:`SCHEMA_VERSION`, kept in ``journal_schema``): a journal is migrated to the code's
+version when opened (one transaction, logged, an ``events`` row), and one newer than the code is refused,
+never misread. Version 1: orders, fills, positions, equity, predictions, strategy_state, events and meta
+(a journal made before versions were kept has these and no version: it is version 1). Version 2: + alerts.
+
+A dropped database connection (a PostgreSQL restart, a network cut) is retried with backoff, bounded
+by ``retry_attempts``: a transaction outside a batch is run again whole; inside a batch, the statements
+of its open transaction are kept until it commits and replayed on a new connection (the server rolled
+the old transaction back, so the replay is exact). What still fails raises: an intent that could not be
+written never reaches the broker (its order is sent only after :meth:`Journal.record_intents` returns).
 
 Order statuses: ``intent`` (written, maybe not sent), then the venue's (``new``, ``held``,
 ``partially_filled``, ``filled``, ``canceled``, ``expired``, ``rejected``, ``replaced`` ...), or
@@ -16,13 +28,15 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
+import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import (JSON, Column, DateTime, Float, Integer, MetaData, String, Table, bindparam, create_engine,
-                        event, insert, select, update)
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import (JSON, Boolean, Column, DateTime, Float, Integer, MetaData, String, Table, bindparam,
+                        create_engine, event, inspect, insert, select, text, update)
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
 
 from common.errors import UserError
 from common.jsonable import to_jsonable
@@ -125,6 +139,36 @@ META = Table(
     Column("value", JSON),
 )
 
+ALERTS = Table(  # schema version 2
+    "alerts", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", DateTime, nullable=False, index=True),  # UTC
+    Column("session", String(128), nullable=False),
+    Column("rule", String(64), nullable=False, index=True),
+    Column("key", String(256), nullable=False),  # what the alert is about (a symbol, an order): its de-duplication key
+    Column("message", String(2000), nullable=False),
+    Column("delivered", Boolean, nullable=False),
+)
+
+SCHEMA = Table(  # one row (id 1): the version of the journal's tables
+    "journal_schema", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("version", Integer, nullable=False),
+)
+
+# A version table and a list of migration functions rather than Alembic: the journal is one module's
+# tables, migrated by the live process itself when it opens them (no separate upgrade command to forget),
+# and a migration is a few lines of SQLAlchemy Core here, tested on SQLite and PostgreSQL.
+SCHEMA_VERSION = 2
+V1_TABLES = ("orders", "fills", "positions", "equity", "predictions", "strategy_state", "events", "meta")
+
+
+def _to_v2(conn) -> None:
+    ALERTS.create(conn)
+
+
+MIGRATIONS = {1: _to_v2}  # version n -> the function that makes it version n + 1
+
 
 # The statements of every order, fill and bar, built once with bound parameters: SQLAlchemy then
 # compiles each once, where building and hashing a new statement per call costs 0.1-0.2 ms, a few
@@ -175,22 +219,62 @@ class OrderRow:
         return self.status in OPEN_STATUSES
 
 
-def _create_tables(engine) -> None:
-    """The journal's tables, where missing. Two processes opening a new journal at once (a live
-    process and a reader) can both see a table missing; the second to create it is told it exists,
-    and a second look finds it there."""
-    from sqlalchemy.exc import OperationalError, ProgrammingError
+def _schema_lock(conn) -> None:
+    """Serialize opening the journal with other processes opening it (a live process and a reader), so
+    that one creates or migrates the tables and the others find them done: SQLite's write lock (its
+    driver opens no transaction before DDL on its own) or a PostgreSQL transaction-level advisory lock."""
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    elif conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(4715021)"))  # any constant: the journal's key
 
-    try:
-        metadata.create_all(engine)
-    except (OperationalError, ProgrammingError) as exc:
-        if "already exists" not in str(exc):
-            raise
-        metadata.create_all(engine)
+
+def _schema_version(conn) -> int | None:
+    """The journal's schema version; None: no journal here yet."""
+    tables = set(inspect(conn).get_table_names())
+    if SCHEMA.name in tables:
+        version = conn.execute(select(SCHEMA.c.version).where(SCHEMA.c.id == 1)).scalar()
+        if version is not None:
+            return version
+    return 1 if "orders" in tables else None  # tables without a version: made before versions were kept
+
+
+def _open_schema(engine, safe_url: str) -> None:
+    """Create a new journal's tables, migrate an older journal, refuse a newer one (module doc). A
+    journal of the code's version is only read (no lock: a reader does not hold up the live process)."""
+    with engine.connect() as conn:
+        version = _schema_version(conn)
+    if version == SCHEMA_VERSION:
+        return
+    with engine.connect() as conn:
+        _schema_lock(conn)
+        version = _schema_version(conn)  # again, under the lock: another process may have done it
+        if version is None:
+            metadata.create_all(conn)
+            conn.execute(insert(SCHEMA).values(id=1, version=SCHEMA_VERSION))
+        elif version > SCHEMA_VERSION:
+            raise UserError(f"journal {safe_url}: schema version {version} is newer than this code's "
+                            f"{SCHEMA_VERSION}; run the version of the code that wrote it (or newer)")
+        elif version < SCHEMA_VERSION:
+            for step in range(version, SCHEMA_VERSION):
+                MIGRATIONS[step](conn)
+            SCHEMA.create(conn, checkfirst=True)
+            conn.execute(SCHEMA.delete())
+            conn.execute(insert(SCHEMA).values(id=1, version=SCHEMA_VERSION))
+            message = f"journal schema migrated from version {version} to {SCHEMA_VERSION}"
+            conn.execute(insert(EVENTS).values(at=_utcnow(), kind="schema_migrated", message=message))
+            log.warning("journal %s: %s", safe_url, message)
+        conn.commit()
 
 
 def sqlite_url(path) -> str:
     return f"sqlite:///{Path(path).resolve()}"
+
+
+def journal_options(live) -> dict:
+    """The Journal's keyword arguments from the ``[live]`` config section."""
+    return dict(sqlite_synchronous=live.sqlite_synchronous, retry_attempts=live.journal_retry_attempts,
+                retry_min_seconds=live.journal_retry_min_seconds, retry_max_seconds=live.journal_retry_max_seconds)
 
 
 class Journal:
@@ -200,17 +284,31 @@ class Journal:
     checkpoint, 1-25 ms) inside whichever commit crosses 1000 pages, an order's intent included; with
     True it never does, and :meth:`checkpoint` does it when the caller has time (the live loop: after
     each bar, its orders sent). Committed data is in the log either way: nothing is less durable.
+
+    ``retry_attempts``, ``retry_min_seconds``, ``retry_max_seconds``: a dropped connection is tried
+    again this many times in all, waiting min, 2 min, 4 min ... max seconds in between (module doc).
+
+    Threads: :meth:`batch` belongs to the thread that opened it; writes and reads from other threads
+    (the alerts sender's :meth:`record_alert`) run in their own short transactions meanwhile.
     """
 
-    def __init__(self, url: str, *, sqlite_synchronous: str = "NORMAL", manual_checkpoints: bool = False):
+    def __init__(self, url: str, *, sqlite_synchronous: str = "NORMAL", manual_checkpoints: bool = False,
+                 retry_attempts: int = 5, retry_min_seconds: float = 0.2, retry_max_seconds: float = 5.0):
         self.url = url
+        self.retry_attempts, self.retry_min_seconds, self.retry_max_seconds = \
+            max(1, retry_attempts), retry_min_seconds, retry_max_seconds
         self._conn = None  # the open transaction of a batch() that has written
+        self._pending: list[tuple] = []  # the statements of that transaction since its last commit
         self._batching = False
+        self._batch_thread: int | None = None
         self.manual_checkpoints = False  # other databases checkpoint on their own
         try:
             if url.startswith("sqlite:///"):
                 Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-            self.engine = create_engine(url, future=True)
+            sqlite = url.startswith("sqlite")
+            # pre-ping (a round trip at each checkout) finds a connection the server dropped while it
+            # sat in the pool before a write fails on it; a file has no server to lose
+            self.engine = create_engine(url, future=True, pool_pre_ping=not sqlite)
             if self.engine.dialect.name == "sqlite":
                 self.manual_checkpoints = manual_checkpoints
 
@@ -223,7 +321,7 @@ class Journal:
                     if manual_checkpoints:
                         cursor.execute("PRAGMA wal_autocheckpoint=0")
                     cursor.close()
-            _create_tables(self.engine)
+            _open_schema(self.engine, self._safe_url())
         except (SQLAlchemyError, OSError, ModuleNotFoundError) as exc:
             raise UserError(f"journal {self._safe_url()}: cannot open ({type(exc).__name__}: "
                             f"{str(exc).splitlines()[0]})") from None
@@ -252,44 +350,135 @@ class Journal:
         """Writes inside share one transaction, committed at the end (or at a durable write, see
         :meth:`record_intents`): one commit per broker loop instead of one per update. Whatever a crash
         loses here, the broker finds again at the venue on restart. No write, no connection."""
-        if self._batching:
+        if self._batching:  # nested; or another thread's batch, and this thread's writes go on their own
             yield
             return
-        self._batching = True
+        self._batching, self._batch_thread = True, threading.get_ident()
         try:
             yield
             if self._conn is not None:
-                self._conn.commit()
+                self._batch_step((), commit=True)
         finally:
-            self._batching = False
+            self._batching, self._batch_thread = False, None
+            self._pending.clear()
             if self._conn is not None:
-                self._conn.close()  # rolls back what an exception left uncommitted
-                self._conn = None
+                self._drop_batch_connection()  # rolls back what an exception left uncommitted
+
+    def _in_batch(self) -> bool:
+        return self._batching and self._batch_thread == threading.get_ident()
+
+    # ---- retries -----------------------------------------------------------------------------
+    def _retryable(self, exc: DBAPIError) -> bool:
+        """A lost connection (SQLAlchemy invalidated it) or, on a server database, an operational
+        error (the server restarting, refusing connections, a serialization failure): worth another try."""
+        if exc.connection_invalidated:
+            return True
+        return isinstance(exc, OperationalError) and self.engine.dialect.name != "sqlite"
+
+    def _backoff(self, attempt: int, exc: DBAPIError, what: str) -> None:
+        """Raise ``exc`` if it is not worth retrying or the attempts are spent; else log and wait."""
+        if not self._retryable(exc) or attempt >= self.retry_attempts:
+            raise exc
+        wait = min(self.retry_max_seconds, self.retry_min_seconds * 2 ** (attempt - 1))
+        cause = exc.orig if exc.orig is not None else exc
+        first_line = (str(cause).splitlines() or [""])[0]
+        log.warning("journal %s: %s failed (%s: %s); retry %d of %d in %.2f s", self._safe_url(), what,
+                    type(cause).__name__, first_line, attempt, self.retry_attempts - 1, wait)
+        time.sleep(wait)
+
+    def _transaction(self, statements) -> None:
+        """Statements in a transaction of their own, run again whole after a dropped connection."""
+        attempt = 0
+        commit_was_cut = False
+        while True:
+            attempt += 1
+            committing = False
+            try:
+                with self.engine.connect() as conn:
+                    for statement in statements:
+                        conn.execute(*statement)
+                    committing = True
+                    conn.commit()
+                return
+            except IntegrityError:
+                if attempt == 1 or not commit_was_cut:
+                    raise
+                # The connection dropped during the previous attempt's COMMIT, which may have landed; its
+                # replay hit a key it wrote (an intent's client order id, a fill's execution id): it did.
+                log.warning("journal %s: a commit cut off by a dropped connection had landed", self._safe_url())
+                return
+            except DBAPIError as exc:
+                commit_was_cut = commit_was_cut or committing  # a later failure does not undo what it may have done
+                self._backoff(attempt, exc, "a write")
+
+    def _drop_batch_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        try:
+            conn.close()
+        except SQLAlchemyError:  # already lost with its server: nothing to roll back
+            pass
 
     def _batch_connection(self):
-        if self._batching and self._conn is None:
+        """The batch's connection; a new one after a drop, with the batch's uncommitted statements
+        replayed (the server rolled them back with the old connection)."""
+        if self._conn is None:
             self._conn = self.engine.connect()
+            for statement in self._pending:
+                self._conn.execute(*statement)
         return self._conn
 
-    def _write(self, *statements, durable: bool = False) -> None:
-        conn = self._batch_connection()
-        if conn is None:
-            with self.engine.begin() as conn:
+    def _batch_step(self, statements, *, commit: bool) -> None:
+        """Statements in the batch's transaction (``commit``: then commit it), with retries (module doc)."""
+        attempt = 0
+        commit_was_cut = False
+        while True:
+            attempt += 1
+            committing = False
+            try:
+                conn = self._batch_connection()
                 for statement in statements:
                     conn.execute(*statement)
-            return
-        for statement in statements:
-            conn.execute(*statement)
-        if durable:
-            conn.commit()
+                self._pending.extend(statements)  # all or none: a drop midway runs them all again
+                statements = ()
+                if commit:
+                    committing = True
+                    conn.commit()
+                    self._pending.clear()
+                return
+            except IntegrityError:
+                if not commit_was_cut:
+                    raise
+                # as in _transaction: the cut COMMIT had landed (the replay hit a key it wrote)
+                log.warning("journal %s: a commit cut off by a dropped connection had landed", self._safe_url())
+                self._drop_batch_connection()
+                self._pending.clear()
+                return
+            except DBAPIError as exc:
+                commit_was_cut = commit_was_cut or committing  # a later failure does not undo what it may have done
+                self._drop_batch_connection()
+                self._backoff(attempt, exc, "a write in a batch")
 
-    @contextlib.contextmanager
-    def _reading(self):
-        if self._conn is not None:  # inside a batch that wrote: see its own writes
-            yield self._conn
+    def _write(self, *statements, durable: bool = False) -> None:
+        if self._in_batch():
+            self._batch_step(statements, commit=durable)
         else:
-            with self.engine.connect() as conn:
-                yield conn
+            self._transaction(statements)
+
+    def _read(self, query):
+        """``query(connection)``'s answer, inside a batch that wrote on its connection (to see its own
+        writes), else on a connection of its own; retried after a dropped connection."""
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                if self._in_batch() and (self._conn is not None or self._pending):
+                    return query(self._batch_connection())
+                with self.engine.connect() as conn:
+                    return query(conn)
+            except DBAPIError as exc:
+                if self._in_batch() and self._conn is not None:
+                    self._drop_batch_connection()
+                self._backoff(attempt, exc, "a read")
 
     # ---- orders ------------------------------------------------------------------------------
     def record_intents(self, rows: list[dict]) -> None:
@@ -312,22 +501,19 @@ class Journal:
             self._write((_UPDATE_ORDER, {"cid": client_order_id, "updated_at": _utcnow(), **values}),)
 
     def order(self, client_order_id: str) -> OrderRow | None:
-        with self._reading() as conn:
-            row = conn.execute(_ORDER, {"cid": client_order_id}).mappings().first()
+        row = self._read(lambda conn: conn.execute(_ORDER, {"cid": client_order_id}).mappings().first())
         return self._row(row) if row else None
 
     def orders(self, *, open_only: bool = False) -> list[OrderRow]:
         query = select(ORDERS).order_by(ORDERS.c.created_at, ORDERS.c.client_order_id)
         if open_only:
             query = query.where(ORDERS.c.status.in_(OPEN_STATUSES))
-        with self._reading() as conn:
-            return [self._row(r) for r in conn.execute(query).mappings()]
+        return [self._row(r) for r in self._read(lambda conn: conn.execute(query).mappings().all())]
 
     def legs_of(self, parent_client_order_id: str) -> list[OrderRow]:
-        with self._reading() as conn:
-            rows = conn.execute(select(ORDERS).where(ORDERS.c.parent_client_order_id == parent_client_order_id)
-                                .order_by(ORDERS.c.client_order_id)).mappings()
-            return [self._row(r) for r in rows]
+        query = (select(ORDERS).where(ORDERS.c.parent_client_order_id == parent_client_order_id)
+                 .order_by(ORDERS.c.client_order_id))
+        return [self._row(r) for r in self._read(lambda conn: conn.execute(query).mappings().all())]
 
     @staticmethod
     def _row(row) -> OrderRow:
@@ -340,9 +526,8 @@ class Journal:
                     price: float, commission: float, filled_datetime: dt.datetime,
                     position_qty: float | None) -> bool:
         """A fill, once: False if this execution id was recorded before (a repeated update)."""
-        with self._reading() as conn:
-            if conn.execute(_FILL_SEEN, {"eid": execution_id}).first():
-                return False
+        if self._read(lambda conn: conn.execute(_FILL_SEEN, {"eid": execution_id}).first()):
+            return False
         self._write((_INSERT_FILL, dict(
             execution_id=execution_id, client_order_id=client_order_id, symbol=symbol, side=side, qty=qty,
             price=price, commission=commission, filled_datetime=filled_datetime, position_qty=position_qty,
@@ -353,8 +538,7 @@ class Journal:
         query = select(FILLS).order_by(FILLS.c.id)
         if client_order_id is not None:
             query = query.where(FILLS.c.client_order_id == client_order_id)
-        with self._reading() as conn:
-            return [dict(r) for r in conn.execute(query).mappings()]
+        return [dict(r) for r in self._read(lambda conn: conn.execute(query).mappings().all())]
 
     # ---- per bar -----------------------------------------------------------------------------
     def record_bar(self, bar_datetime: dt.datetime, *, equity_value: float, cash: float,
@@ -378,8 +562,8 @@ class Journal:
             self._write((_INSERT_PREDICTION, params),)
 
     def table(self, name: str) -> list[dict]:
-        with self._reading() as conn:
-            return [dict(r) for r in conn.execute(select(metadata.tables[name])).mappings()]
+        query = select(metadata.tables[name])
+        return [dict(r) for r in self._read(lambda conn: conn.execute(query).mappings().all())]
 
     # ---- events --------------------------------------------------------------------------------
     def record_event(self, kind: str, message: str) -> None:
@@ -391,31 +575,41 @@ class Journal:
         query = select(EVENTS).order_by(EVENTS.c.id)
         if kind is not None:
             query = query.where(EVENTS.c.kind == kind)
-        with self._reading() as conn:
-            return [dict(r) for r in conn.execute(query).mappings()]
+        return [dict(r) for r in self._read(lambda conn: conn.execute(query).mappings().all())]
 
     # ---- strategy state and settings ---------------------------------------------------------
     def save_state(self, name: str, bar_datetime: dt.datetime, state: dict) -> None:
         values = {"bar_datetime": bar_datetime, "state": to_jsonable(state), "updated_at": _utcnow()}
-        with self._reading() as conn:
-            exists = conn.execute(_STATE_SEEN, {"key": name}).first()
+        exists = self._read(lambda conn: conn.execute(_STATE_SEEN, {"key": name}).first())
         if exists:
             self._write((_UPDATE_STATE, {"key": name, **values}),)
         else:
             self._write((_INSERT_STATE, {"name": name, **values}),)
 
     def load_state(self, name: str) -> tuple[dt.datetime, dict] | None:
-        with self._reading() as conn:
-            row = conn.execute(_STATE, {"key": name}).mappings().first()
+        row = self._read(lambda conn: conn.execute(_STATE, {"key": name}).mappings().first())
         return (row["bar_datetime"], row["state"]) if row else None
 
     def set_meta(self, key: str, value) -> None:
-        with self._reading() as conn:
-            exists = conn.execute(select(META.c.key).where(META.c.key == key)).first()
+        exists = self._read(lambda conn: conn.execute(select(META.c.key).where(META.c.key == key)).first())
         statement = update(META).where(META.c.key == key) if exists else insert(META).values(key=key)
         self._write((statement.values(value=to_jsonable(value)),))
 
     def get_meta(self, key: str, default=None):
-        with self._reading() as conn:
-            row = conn.execute(select(META.c.value).where(META.c.key == key)).first()
+        row = self._read(lambda conn: conn.execute(select(META.c.value).where(META.c.key == key)).first())
         return row[0] if row else default
+
+    # ---- alerts (schema version 2) -------------------------------------------------------------
+    def record_alert(self, session: str, rule: str, key: str, message: str, delivered: bool) -> None:
+        """An alert raised (``delivered``: whether it was sent). Called from the alerts sender's thread
+        while the trading loop may be inside :meth:`batch`: always a short transaction of its own, never
+        the batch's connection (the engine's pool hands each thread its own)."""
+        self._transaction([(insert(ALERTS), {"at": _utcnow(), "session": session[:128], "rule": rule[:64],
+                                             "key": key[:256], "message": message[:2000],
+                                             "delivered": bool(delivered)})])
+
+    def alerts(self, rule: str | None = None) -> list[dict]:
+        query = select(ALERTS).order_by(ALERTS.c.id)
+        if rule is not None:
+            query = query.where(ALERTS.c.rule == rule)
+        return [dict(r) for r in self._read(lambda conn: conn.execute(query).mappings().all())]

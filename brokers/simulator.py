@@ -33,13 +33,15 @@ import uuid
 from dataclasses import dataclass, field
 
 from brokers.accounting import account_fill, cash_check, portfolio_value, stock_commission
-from brokers.venue import (Account, DuplicateClientOrderId, NotCancelable, OrderRejected, OrderRequest,
+from brokers.venue import (Account, DuplicateClientOrderId, Leg, NotCancelable, OrderRejected, OrderRequest,
                            TradeUpdate, VenueOrder, VenuePosition)
 from engine.compat import bt
 from feeds.live_feed import Bar
 
 INSUFFICIENT_FUNDS = "insufficient buying power"  # Alpaca's words; the live broker maps it to Margin
 _SESSION_END = dt.time(23, 59, 59, 999989)  # Backtrader's default sessionend (a Close order's day end)
+# a seeded order is at the venue: statuses the journal holds before the venue acknowledged it are "new" there
+_SEEDED_STATUS = {"pending_new": "new", "accepted": "new"}
 
 
 @dataclass(eq=False)
@@ -216,6 +218,69 @@ class MatchingEngine:
         events, self._events = self._events, []
         return events
 
+    def observe_bars(self, now: dt.datetime, bars: dict[str, Bar]) -> None:
+        """Know the bars (prices for the account, references for orders) without trying any order: the
+        history a seeded engine's session warms up on, which its orders had already met before the seed."""
+        self.now = now
+        for symbol, bar in bars.items():
+            if symbol in self.bars:
+                self.previous_bars[symbol] = self.bars[symbol]
+            self.bars[symbol] = bar
+
+    # ---- seeding: an account mid-flight ----------------------------------------------------------
+    def seed(self, positions: dict[str, tuple[float, float]], families: list[tuple[dict, list[dict]]]) -> None:
+        """Start from an account that holds ``positions`` ({symbol: (shares, average price)}) and open
+        orders: ``families``, each (root order, its legs) as the journal rows them (client_order_id,
+        venue_order_id, symbol, side, qty, order_type, time_in_force, limit/stop/trail prices,
+        bar_datetime, status, filled_qty, filled_avg_price, leg; filled_at, the last fill's time, if
+        any). They are already accepted: a filled
+        entry's legs work, an oco's both legs work, an unfilled entry waits with its legs held. The
+        daily reconciliation's replay of a session that started with positions uses this."""
+        for symbol, (size, price) in positions.items():
+            self.positions[symbol] = bt.Position(size, price)
+        for root, legs in families:
+            if root["status"] == "intent":  # never sent: not at the venue (the start's reconciliation decides)
+                continue
+            oco = bool(legs) and legs[0]["side"] == root["side"]  # an oco's parent is its take-profit leg
+            request_legs = tuple(Leg(leg["leg"], leg["client_order_id"], leg["limit_price"], leg["stop_price"])
+                                 for leg in legs if leg["leg"] in ("stop_loss", "take_profit"))
+            if oco:
+                request_legs = (*request_legs, Leg("take_profit", root["client_order_id"], root["limit_price"]))
+            request = OrderRequest(
+                client_order_id=root["client_order_id"], symbol=root["symbol"], side=root["side"], qty=root["qty"],
+                type=root["order_type"], time_in_force=root["time_in_force"], limit_price=root["limit_price"],
+                stop_price=root["stop_price"], trail_percent=root["trail_percent"], trail_price=root["trail_price"],
+                legs=request_legs, bar_datetime=root["bar_datetime"], order_class="oco" if oco else "")
+            parent = self._seeded(request, root, request.order_class or ("bracket" if legs else "simple"))
+            family = collections.deque([parent] if parent.alive else [])
+            for row in legs:
+                leg = self._seeded(request, row, parent.order_class)
+                leg.parent_id = parent.id
+                leg.active = oco or parent.status == "filled"
+                if leg.active and leg.status == "held":  # the journal may not have heard of the activation
+                    leg.status = "new"
+                parent.leg_ids.append(leg.id)
+                if leg.alive:
+                    family.append(leg)
+            if family:
+                self._brackets[parent.id] = family
+                self._pending.extend(family)
+
+    def _seeded(self, request: OrderRequest, row: dict, order_class: str) -> SimOrder:
+        price = row["stop_price"] if row["stop_price"] is not None else row["limit_price"]
+        order = SimOrder(id=row.get("venue_order_id") or str(uuid.uuid4()), request=request, side=row["side"],
+                         qty=float(row["qty"]), type=row["order_type"], time_in_force=row["time_in_force"],
+                         limit_price=row["limit_price"], stop_price=row["stop_price"],
+                         reference_price=price if price is not None else 0.0, bar_datetime=row["bar_datetime"],
+                         client_order_id=row["client_order_id"], order_class=order_class,
+                         status=_SEEDED_STATUS.get(row["status"], row["status"]),
+                         filled_qty=float(row["filled_qty"] or 0.0),
+                         filled_value=float(row["filled_qty"] or 0.0) * float(row["filled_avg_price"] or 0.0),
+                         submitted_at=row["bar_datetime"], filled_at=row.get("filled_at"))
+        self.orders[order.id] = order
+        self.by_client_id[order.client_order_id] = order
+        return order
+
     # ---- the account ---------------------------------------------------------------------------
     def position(self, symbol: str) -> bt.Position:
         return self.positions.setdefault(symbol, bt.Position())
@@ -259,6 +324,8 @@ class MatchingEngine:
     def _new_order(self, request, client_order_id, side, type_, limit_price, stop_price, reference_price,
                    bar_dt, when) -> SimOrder:
         self._ids += 1
+        while str(uuid.UUID(int=self._ids)) in self.orders:  # a seeded order's id (``seed``)
+            self._ids += 1
         order = SimOrder(id=str(uuid.UUID(int=self._ids)), request=request, side=side, qty=float(request.qty),
                          type=type_, time_in_force=request.time_in_force, limit_price=limit_price,
                          stop_price=stop_price, reference_price=reference_price, bar_datetime=bar_dt,

@@ -86,7 +86,7 @@ def _replay(args, cfg) -> int:
 
 
 def _live(args, cfg) -> int:
-    from brokers.journal import Journal, sqlite_url
+    from brokers.journal import Journal, journal_options, sqlite_url
     from brokers.alpaca.credentials import load_credentials, protect_logging
     from engine.live import LiveRunner
     from strategies import get_strategy
@@ -106,9 +106,17 @@ def _live(args, cfg) -> int:
     logging.getLogger().addHandler(log_file)
     protect_logging(credentials.secrets, log_file)
     journal = Journal(args.journal or cfg.live.journal or sqlite_url(state_dir / "journal.sqlite"),
-                      sqlite_synchronous=cfg.live.sqlite_synchronous, manual_checkpoints=True)
+                      manual_checkpoints=True, **journal_options(cfg.live))
+    from ops.observer import Observers
+
+    observers = Observers()
     runner = LiveRunner(cfg, strategy_cls=strategy_cls, symbols=symbols, credentials=credentials, paper=paper,
-                        journal=journal, state_dir=state_dir, model=model, adopt_positions=args.adopt_positions)
+                        journal=journal, state_dir=state_dir, model=model, adopt_positions=args.adopt_positions,
+                        observers=observers)
+    alerts = alerts_from_config(cfg, journal, credentials.secrets, session=runner.name)
+    if alerts is not None:
+        protect_logging(alerts.secrets, log_file)  # Apprise's own log lines too
+        observers.add(alerts)
 
     def stop(signum, _frame):
         log.info("%s: stopping after the current bar", signal.Signals(signum).name)
@@ -116,11 +124,47 @@ def _live(args, cfg) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    metrics = None
     try:
+        metrics = metrics_from_config(cfg)  # serving from here to the end; a port in use stops the start
+        if metrics is not None:
+            observers.add(metrics)
         runner.run()
     finally:
+        if alerts is not None:
+            alerts.close()  # before the journal: the last alerts are written to it
         journal.close()
+        if metrics is not None:
+            metrics.close()
     return 0
+
+
+def alerts_from_config(cfg, journal, secrets, *, session: str):
+    """The alerts observer (``[alerts]``; its URLs also from TRADER_ALERT_URLS), writing each alert to
+    ``journal``; None when there is nowhere to send one."""
+    from ops.alerts import AlertRules, LiveAlerts
+
+    rules = AlertRules.from_config(cfg)
+    if not rules.configured:
+        return None
+    try:
+        alerts = LiveAlerts(rules, record=journal.record_alert, session=session, secrets=secrets)
+    except ValueError as exc:  # a URL Apprise does not know
+        raise UserError(str(exc)) from None
+    log.info("alerts: %d URL(s)%s, rules %s", len(rules.urls), ", dead-man heartbeat" if rules.heartbeat_url else "",
+             ", ".join(r for r in cfg.alerts.rules))
+    return alerts
+
+
+def metrics_from_config(cfg):
+    """The Prometheus metrics observer, serving (``live.metrics_port``; 0: none)."""
+    if not cfg.live.metrics_port:
+        return None
+    from ops.metrics import LiveMetrics
+
+    metrics = LiveMetrics(drift_psi_threshold=cfg.live.drift_psi_threshold)
+    log.info("Prometheus metrics at %s", metrics.serve(cfg.live.metrics_host, cfg.live.metrics_port))
+    return metrics
 
 
 def _confirm_live_money(given: str | None) -> None:

@@ -396,16 +396,24 @@ class LiveConfig(Section):
     state_dir: str = Field(min_length=1, description="folder of the journal, the live log and the daily reports")
     journal: str = Field(description="SQLAlchemy URL of the journal (postgresql+psycopg://...); empty: SQLite file journal.sqlite in state_dir")
     sqlite_synchronous: Literal["NORMAL", "FULL"] = Field(description="SQLite durability: NORMAL survives a killed process, FULL also a power cut")
+    journal_retry_attempts: int = Field(ge=1, description="a journal write or read that loses its database connection is tried this many times in all (a batch's open transaction is replayed on a new connection) before the error stops the session")
+    journal_retry_min_seconds: float = Field(gt=0, description="first wait between journal attempts (then doubling)")
+    journal_retry_max_seconds: float = Field(gt=0, description="longest wait between journal attempts")
     retrain_every_days: int = Field(ge=0, description="call the strategy's retrain_now() after the close when this many days passed since the last retrain; 0: never")
     trading_url: str = Field(description="REST base URL override; empty: Alpaca's paper or live URL")
     data_url: str = Field(description="market data REST URL override; empty: Alpaca's")
     trading_stream_url: str = Field(description="trade updates websocket URL override; empty: Alpaca's")
     data_stream_url: str = Field(description="market data websocket URL override; empty: Alpaca's for data_feed")
+    metrics_host: str = Field(min_length=1, description="address the Prometheus metrics endpoint listens on (127.0.0.1: this machine only; 0.0.0.0 for a scraper in another container)")
+    metrics_port: int = Field(ge=0, le=65535, description="port of the Prometheus metrics endpoint (http://metrics_host:metrics_port/metrics); 0: no metrics")
+    drift_psi_threshold: float = Field(gt=0, description="a feature whose population stability index (live values against its training window's) is above this drifts: it counts in trader_features_drifting and raises the feature_drift alert (0.25: the usual threshold of a significant shift)")
 
     @model_validator(mode="after")
     def _backoff(self):
         if self.retry_min_seconds > self.retry_max_seconds:
             raise ValueError("retry_min_seconds is above retry_max_seconds")
+        if self.journal_retry_min_seconds > self.journal_retry_max_seconds:
+            raise ValueError("journal_retry_min_seconds is above journal_retry_max_seconds")
         return self
 
 
@@ -426,6 +434,37 @@ class ExecutorConfig(Section):
     num_cpus: int = Field(ge=0, description="ray, local only: CPUs the local Ray may use (0: all of them)")
 
 
+class ReconciliationConfig(Section):
+    """The daily reconciliation of a live session against a replay of its bars (``engine.daily_reconciliation``):
+    beyond these, the report raises a reconciliation alert."""
+
+    enabled: bool = Field(description="after each live session, replay its recorded bars and write state_dir/reconciliation/DATE.json and .md")
+    max_order_differences: int = Field(ge=0, description="orders only live, only in the replay, or differing in size or status tolerated before alerting")
+    max_position_differences: int = Field(ge=0, description="symbols whose end-of-session position differs between live and the replay tolerated before alerting")
+    max_slippage_bps: float = Field(ge=0.0, description="largest tolerated fill price difference, live against the replay, in basis points (against the trader)")
+    max_pnl_difference_fraction: float = Field(ge=0.0, description="largest tolerated session P&L difference, live minus replay, as a fraction of the session's start equity")
+
+
+AlertRule = Literal["kill_switch", "daily_loss_limit", "stale_feed", "broker_unreachable", "order_rejected",
+                    "reconciliation_mismatch", "model_age", "feature_drift", "heartbeat"]
+
+
+class AlertsConfig(Section):
+    """``python run.py live``: alerts through Apprise (``ops.alerts``; docs/live.md, "Alerts"), on when a URL
+    is set here, in the TRADER_ALERT_URLS environment variable, or as heartbeat_url."""
+
+    urls: list[str] = Field(description="Apprise URLs alerts go to (slack://, tgram://, mailtos://, json:// ...); tokens are better kept in the TRADER_ALERT_URLS environment variable (whitespace or comma separated), which adds to these")
+    rules: list[AlertRule] = Field(description="the rules switched on: kill_switch, daily_loss_limit, stale_feed, broker_unreachable, order_rejected, reconciliation_mismatch, model_age, feature_drift, heartbeat")
+    stale_feed_seconds: float = Field(gt=0, description="1Min: no bar received for this long during a session (from the open) raises stale_feed")
+    model_max_age_days: float = Field(ge=0, description="model_age: a traded model trained longer ago than this; 0: live.retrain_every_days plus one day (the retrain runs after a close), and when both are 0 the age is not checked")
+    heartbeat_seconds: float = Field(gt=0, description="heartbeat: bars received and none decided for this long (a hung loop) raises an alert; and the dead-man ping's interval")
+    heartbeat_url: str = Field(description="a dead-man service's ping URL (healthchecks.io ...): GET every heartbeat_seconds while the loop is healthy, so a killed process is noticed; empty: none")
+    dedup_seconds: float = Field(ge=0, description="the same rule and key (an order, a day, the feed) is not sent again within this many seconds")
+    max_per_hour: int = Field(ge=1, description="at most this many alerts sent an hour; the rest are written to the journal, counted, and summarised in the next one sent")
+    check_seconds: float = Field(gt=0, description="the alerts watchdog (stale feed, hung loop, heartbeat ping) looks this often")
+    timeout_seconds: float = Field(gt=0, description="HTTP timeout of one heartbeat ping")
+
+
 class Config(Section):
     data: DataConfig
     costs: CostsConfig
@@ -439,6 +478,8 @@ class Config(Section):
     live: LiveConfig
     report: ReportConfig
     executor: ExecutorConfig
+    reconciliation: ReconciliationConfig
+    alerts: AlertsConfig
 
     @model_validator(mode="after")
     def _regimes_known_to_risk(self):

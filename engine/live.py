@@ -20,6 +20,7 @@ import datetime as dt
 import gc
 import logging
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -27,7 +28,7 @@ from typing import Callable
 import pandas as pd
 
 from brokers.alpaca.data import INTERVALS
-from brokers.journal import Journal, sqlite_url
+from brokers.journal import Journal, journal_options, sqlite_url
 from brokers.live.broker import LiveBroker
 from brokers.live.reconcile import adopt_venue_positions
 from common.errors import UserError
@@ -35,6 +36,7 @@ from config import Config
 from engine.backtest import BacktestResult, build_cerebro, collect_records, data_ends, run_result, trading_calendar
 from engine.compat import bt
 from feeds.live_feed import BarClock, BarGroup, ReplaySource, make_feeds, timeframe_of
+from ops.observer import Observers
 from strategies import get_strategy
 from strategies.base import TradeGate
 
@@ -60,14 +62,22 @@ class TradePolicy:
 class LiveSession:
     """One run on live feeds: the run's Cerebro (``build_cerebro``) with the live broker, for a
     strategy that trades from the bar its ``policy`` says (None: every bar, as a replay), after
-    restoring the ``saved`` state (the journal's (bar datetime, state), None: a fresh start)."""
+    restoring the ``saved`` state (the journal's (bar datetime, state), None: a fresh start).
+    ``observers``: told of each bar received and decided, and of the broker's orders (metrics, alerts)."""
 
     def __init__(self, cfg: Config, strategy_cls, clock: BarClock, venue, journal: Journal, symbols: list[str],
                  timeframe: dict, *, name: str, order_id_prefix: str, commission_bps: float,
                  sync_seconds: float | None = None, entry_gate: Callable[[], str | None] | None = None,
                  policy: TradePolicy | None = None, saved: tuple[dt.datetime, dict] | None = None,
-                 strategy_kwargs: dict | None = None):
+                 strategy_kwargs: dict | None = None, observers: Observers | None = None):
         self.cfg, self.clock, self.journal = cfg, clock, journal
+        # None without observers: then the bar loop builds no snapshot and times nothing
+        self.observers = observers if observers is not None and observers.observers else None
+        self.released_at = 0.0  # time.perf_counter() when the clock released the current bar
+        self.day: dt.date | None = None
+        self.day_start_equity: float | None = None  # equity after the day's first bar (daily P&L)
+        self.open_order_ids: set[str] = set()  # the broker's orders not final at the last bar (metrics)
+        self.orders_seen = 0  # of the broker's tracked orders, those looked at so far
         self.name, self.policy, self.saved = name, policy, saved
         self.strategy = None
         self.trading = policy is None
@@ -78,13 +88,15 @@ class LiveSession:
                                  sync_recheck_seconds=cfg.live.sync_recheck_seconds,
                                  entry_gate=entry_gate, order_id_prefix=order_id_prefix,
                                  cancel_wait_seconds=cfg.live.cancel_wait_seconds, bar_waiting=clock.bar_waiting,
-                                 on_reconciled=clock.go_live)
+                                 on_reconciled=clock.go_live, observers=self.observers)
         # shut through the warm-up when a policy decides the first bar traded (_on_release opens it)
         self.trade_gate = TradeGate() if policy is not None else None
         self.cerebro = build_cerebro(cfg, make_feeds(clock, symbols, timeframe), self.broker, strategy_cls,
                                      session=self, order_id_prefix=order_id_prefix, trade_gate=self.trade_gate,
                                      **(strategy_kwargs or {}))
         clock.add_listener(self._on_release)
+        if self.observers is not None:
+            self.observers.session_started(name, list(symbols))
 
     @property
     def saves_state(self) -> bool:
@@ -99,12 +111,19 @@ class LiveSession:
         finally:
             sys.setswitchinterval(switch)
             gc.unfreeze()
+            if self.observers is not None:
+                self.observers.session_ended(self.name)
         if self.broker.unsent_at_start:
             self.broker.abandon_unsent()
         return self.strategy
 
     def _on_release(self, group: BarGroup) -> None:
         """Before a timestamp's bars reach the strategy: restore its state, start trading."""
+        self.released_at = time.perf_counter()
+        if self.observers is not None:
+            wall_time = time.time()
+            for symbol, bar in group.bars.items():
+                self.observers.bar_received(symbol, bar.datetime, wall_time)
         strategy = self.strategy = self.strategy or self.cerebro.runningstrats[0]
         self.broker.bar_in_progress = True
         if not self._restored and group.datetime > self.saved[0]:
@@ -122,10 +141,11 @@ class LiveSession:
 # ---- replay ------------------------------------------------------------------------------------------
 def run_replay(cfg: Config, bars: dict[str, pd.DataFrame], *, strategy_cls=None, bars_per_second: float = 0.0,
                journal_url: str | None = None, journal_dir: Path | None = None, model: str | None = None,
-               **strategy_kwargs) -> BacktestResult:
+               observers: Observers | None = None, **strategy_kwargs) -> BacktestResult:
     """The live path (live feeds, live broker, journal) on recorded bars against the simulated venue,
     with the backtest's cash and costs. Returns what ``run_backtest`` returns, from the same code.
-    model: the registry model the strategy trades ("NAME@id", as ``run.py live --model`` resolves it)."""
+    model: the registry model the strategy trades ("NAME@id", as ``run.py live --model`` resolves it).
+    observers: told of each bar and order as live (``ops.observer``)."""
     from brokers.sim_venue import SimulatedVenue
 
     strategy_cls = strategy_cls or get_strategy(cfg.backtest.strategy)
@@ -134,7 +154,7 @@ def run_replay(cfg: Config, bars: dict[str, pd.DataFrame], *, strategy_cls=None,
         for stale in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
             stale.unlink(missing_ok=True)  # a replay starts from an empty account: a fresh journal
         journal_url = sqlite_url(path)
-    journal = Journal(journal_url, sqlite_synchronous=cfg.live.sqlite_synchronous)
+    journal = Journal(journal_url, **journal_options(cfg.live))
     venue = SimulatedVenue.from_config(cfg)
     clock = BarClock(ReplaySource(bars, bars_per_second), poll_seconds=cfg.live.poll_seconds)
     clock.add_listener(venue.on_bars)
@@ -142,7 +162,8 @@ def run_replay(cfg: Config, bars: dict[str, pd.DataFrame], *, strategy_cls=None,
     session = LiveSession(cfg, strategy_cls, clock, venue, journal, sorted(bars), timeframe_of(calendar),
                           name=f"replay-{cfg.backtest.strategy}", order_id_prefix="",
                           commission_bps=cfg.costs.commission_bps,
-                          strategy_kwargs={"data_ends": data_ends(bars), **_model_param(model), **strategy_kwargs})
+                          strategy_kwargs={"data_ends": data_ends(bars), **_model_param(model), **strategy_kwargs},
+                          observers=observers)
     try:
         strategy = session.run()
     finally:
@@ -217,7 +238,7 @@ class LiveRunner:
 
     def __init__(self, cfg: Config, *, strategy_cls, symbols: list[str], credentials, paper: bool,
                  journal: Journal, state_dir: Path, model: str | None = None, stop_event=None,
-                 adopt_positions: bool = False):
+                 adopt_positions: bool = False, observers: Observers | None = None):
         import threading
 
         from brokers.alpaca.calendar import MarketCalendar
@@ -229,9 +250,10 @@ class LiveRunner:
         self.strategy_cls, self.symbols, self.journal, self.state_dir = strategy_cls, symbols, journal, state_dir
         self.model = model
         self.adopt_positions = adopt_positions
+        self.observers = observers
         self.stop_event = stop_event or threading.Event()
         self.calendar = MarketCalendar(self.live.calendar)
-        self.store = AlpacaStore(credentials, self.live, paper=paper)
+        self.store = AlpacaStore(credentials, self.live, paper=paper, observers=observers)
         self.venue = AlpacaVenue(self.store, self.calendar.tz)
         self.prefix = self.live.order_id_prefix or f"{cfg.backtest.strategy}-"
         self.name = f"{self.prefix}{cfg.backtest.strategy}"
@@ -312,7 +334,7 @@ class LiveRunner:
                               _FEED_TIMEFRAMES[live.timeframe], name=self.name, order_id_prefix=self.prefix,
                               commission_bps=live.commission_bps, sync_seconds=live.order_sync_seconds,
                               entry_gate=source.stale_reason, policy=policy, saved=saved,
-                              strategy_kwargs=_model_param(self.model))
+                              strategy_kwargs=_model_param(self.model), observers=self.observers)
         log.info("session: warm-up from %s%s", calendar.local(source.history_start),
                  f", streaming until {calendar.local(end)}" if end is not None else "")
         strategy = session.run()
@@ -341,6 +363,12 @@ class LiveRunner:
                    "cash": session.broker.getcash(), "value": session.broker.getvalue(), "model": self.model}
         write_metrics(out / "summary.json", summary)
         log.info("session over: %d orders, equity %s; records in %s", summary["orders"], summary["end_equity"], out)
+        if self.cfg.reconciliation.enabled:  # before a retrain: the replay trades the model the session traded
+            from engine.daily_reconciliation import reconcile_live_session
+
+            reconcile_live_session(self.cfg, strategy, session, out, strategy_cls=self.strategy_cls, name=self.name,
+                                   order_id_prefix=self.prefix, model=self.model, state_dir=self.state_dir,
+                                   observers=self.observers)
         self._maybe_retrain(strategy)
 
     def _maybe_retrain(self, strategy) -> None:

@@ -20,6 +20,8 @@ The strategy reads features as numpy rows, never as Backtrader lines::
 """
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pandas as pd
 
@@ -59,6 +61,8 @@ class FeatureHub:
         self._rows = np.full((self.n, len(self.names)), np.nan)
         # ... and the bar itself: (5, N) open, high, low, close, volume, NaN where a symbol has none
         self.bar = np.full((len(BAR_FIELDS), self.n), np.nan)
+        # bar by bar: seconds the stream's update of the latest bar took (the live metrics take it)
+        self.update_seconds: float | None = None
 
     def index(self, data) -> int:
         """The data's position in the engine's symbols (by identity: Backtrader overloads ==)."""
@@ -135,7 +139,9 @@ class FeatureHub:
             if len(data) and data.datetime[0] == now:
                 present[j] = True
                 prices[:, j] = (data.open[0], data.high[0], data.low[0], data.close[0], data.volume[0])
+        started = time.perf_counter()
         self._rows = self._stream.update(_timestamps([now])[0], present, *prices)
+        self.update_seconds = time.perf_counter() - started
         self.bar, self._now = prices, now
 
     # ---- what the strategy reads -------------------------------------------------------------

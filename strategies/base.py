@@ -328,6 +328,13 @@ class PortfolioStrategy(bt.Strategy):
         ``walk_forward`` section; None: no model was fitted."""
         return None
 
+    def monitoring(self) -> dict:
+        """The strategy's figures after a bar, for the live metrics and alerts: any of the fields of
+        ``ops.observer.BarSnapshot`` it has (kill_switch_tripped, daily_loss_limit_reached,
+        risk_score, confidences, calibration_error, feature_drift_psi, model_id, model_trained_at).
+        Called live after each bar once its orders are sent; none here."""
+        return {}
+
     def bar_predictions(self) -> tuple[str, list[tuple[str, dict]]] | None:
         """This bar's predictions for the live journal: (model id, [(symbol, values)]); None: none."""
         return None

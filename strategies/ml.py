@@ -43,6 +43,7 @@ Each decision is one line in the run's ``decisions.log`` (and the ``decisions`` 
 """
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import math
 import sys
@@ -118,6 +119,9 @@ class MLStrategy(PortfolioStrategy):
         self.hold_bars = self.cfg.ml.max_hold_bars or models.decision_horizon
         self.predictions = None
         self.by_name = {d._name: d for d in self.datas}
+        self._monitor = None         # ops.drift.ModelMonitor, built by the first monitoring() (live)
+        self._monitored = (None, -1)  # (the model monitored, the last bar monitored)
+        self._model_trained_at: dt.datetime | None = None
         if self.p.model is not None:
             self._load_registry_model(self.p.model)
 
@@ -133,6 +137,8 @@ class MLStrategy(PortfolioStrategy):
         predictor, _ = registry.load(registry.REGISTRY_ROOT / name, self.features.names,
                                      self.features.engine.registry.hash())
         self.signals.use_model(predictor, model_id)
+        manifest = registry.REGISTRY_ROOT / name / registry.MANIFEST
+        self._model_trained_at = dt.datetime.fromtimestamp(manifest.stat().st_mtime, dt.timezone.utc)
         log.info("trading registry model %s", model_id)
 
     def bar_predictions(self) -> tuple[str, list[tuple[str, dict]]] | None:
@@ -147,6 +153,40 @@ class MLStrategy(PortfolioStrategy):
             "stop_distance": float(p.stop_distance[i]), "regime": int(p.regime[i]),
             "upper": float(p.upper[i, self.decision]), "lower": float(p.lower[i, self.decision])})
             for i, j in enumerate(p.symbols)]
+
+    def monitoring(self) -> dict:
+        """The bar's confidences, the calibration error of the predictions resolved so far, each
+        feature's PSI over the last ``models.retrain_every`` bars against the traded model's training
+        rows (``ops.drift.ModelMonitor``: bin edges once per fit, then counts per bar), the model's id
+        and fit time. Live only (the live session calls it after each bar)."""
+        from ops.drift import ModelMonitor
+
+        p, data, predictor = self.predictions, self.signals.data, self.signals.walk.predictor
+        if data is None or predictor.fitted_at is None or (p is None and self._monitored[0] is None):
+            return {}  # nothing predicted yet (a registry model's reference rows: the history before its first)
+        t = self.features.calendar_index()
+        models = self.cfg.models
+        if self._monitor is None:
+            self._monitor = ModelMonitor(self.features.names, horizon=models.decision_horizon,
+                                         window=models.retrain_every)
+        monitor, fit = self._monitor, (id(predictor), predictor.fitted_at)
+        if self._monitored[0] != fit:  # a new model: its training rows (a registry model's: this history's)
+            lo, hi = (predictor.train_bars_range if self.signals.model_id is None
+                      else (max(0, t - models.train_bars), t - 1))
+            monitor.refit(data.values[lo: hi + 1].reshape(-1, data.values.shape[2]), n_symbols=data.values.shape[1])
+            if self.signals.model_id is None:
+                self._model_trained_at = dt.datetime.now(dt.timezone.utc)
+        if self._monitored[1] != t:
+            monitor.add_bar(data.values[t])
+            if p is not None:
+                monitor.add_predictions(t, p.symbols, p.confidence)
+            monitor.resolve(t, data.close)
+        self._monitored = (fit, t)
+        model_id = self.signals.model_id or f"walk-forward@{predictor.fitted_at}"
+        return {"confidences": [] if p is None else p.confidence.tolist(),
+                "calibration_error": monitor.calibration.error() if monitor.calibration.resolved else None,
+                "feature_drift_psi": monitor.drift(), "model_id": model_id,
+                "model_trained_at": self._model_trained_at}
 
     def retrain_now(self) -> None:
         """The live runner's scheduled retrain (``live.retrain_every_days``), after the close."""
@@ -238,6 +278,18 @@ class RiskGatedPlan(MLStrategy):
         self.delayed: dict[str, int] = {}    # symbol -> calendar bar from which its delayed entry may go
         self.decision_lines: list[str] = []
         self._blocked_day = None
+        self.bar_risk_scores: list[float] = []  # the risk manager's scores of this bar's entry candidates
+
+    def next(self):
+        self.bar_risk_scores = []
+        super().next()
+
+    def monitoring(self) -> dict:
+        """The model's figures (``MLStrategy.monitoring``), the gates' state and the bar's mean risk score."""
+        scores = self.bar_risk_scores
+        return {**super().monitoring(), "kill_switch_tripped": self.risk.kill_switch.tripped,
+                "daily_loss_limit_reached": self.risk.daily_loss.blocked,
+                "risk_score": float(np.mean(scores)) if scores else None}
 
     # ---- the gates and the decision log -------------------------------------------------------
     def _decision(self, now, symbol: str, text: str) -> None:
@@ -274,6 +326,7 @@ class RiskGatedPlan(MLStrategy):
         multiplier and limit order apply). A delayed entry is approved at its bar without a second delay."""
         name = candidate.symbol
         assessment = self.risk.assess(candidate, portfolio)
+        self.bar_risk_scores.append(assessment.score)
         if not assessment.approved:
             self._decision(now, name, f"rejected score {assessment.score:.2f}: {'; '.join(assessment.reasons)}")
             return None

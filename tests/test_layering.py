@@ -1,5 +1,5 @@
-"""The core (features, models, risk, the metrics in analyzers/stats.py) knows nothing of Backtrader,
-Alpaca, brokers or adapters: not directly, and not through anything it imports, however deep.
+"""The core (features, models, risk, the metrics in analyzers/stats.py, the operations in ops/) knows
+nothing of Backtrader, Alpaca, brokers or adapters: not directly, and not through anything it imports, however deep.
 
 Among the adapters, ``feeds`` never reaches ``brokers`` and only ``brokers.alpaca`` imports alpaca-py.
 
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-CORE = ("features", "models", "risk", "analyzers.stats")
+CORE = ("features", "models", "risk", "analyzers.stats", "ops")
 # third-party packages the core must never reach
 FORBIDDEN_LIBRARIES = ("backtrader", "alpaca", "alpaca_trade_api")
 # our adapters: Backtrader glue, the live path, the venues

@@ -11,6 +11,9 @@ One :class:`AlpacaStore` per process owns:
 - the websocket streams (``TradingStream`` trade updates, ``StockDataStream`` bars), each on its own
   thread; alpaca-py reconnects them with exponential backoff, here bounded by ``live.retry_*``.
 
+``observers`` (``ops.observer.Observers``) hear of a request that failed after its retries
+(``broker_unreachable``) and of each stream connected again after a drop (``reconnected``).
+
 URL overrides (``live.*_url``) point everything at a proxy or the local test server.
 
 alpaca-py 0.44.0 has no public setting for an HTTP timeout or the streams' backoff bounds: the store
@@ -57,13 +60,14 @@ def _base_url(client) -> str:
 
 
 class AlpacaStore:
-    def __init__(self, credentials: Credentials, live_cfg, *, paper: bool = True):
+    def __init__(self, credentials: Credentials, live_cfg, *, paper: bool = True, observers=None):
         from alpaca.data.historical.stock import StockHistoricalDataClient
         from alpaca.trading.client import TradingClient
 
         self.credentials = credentials
         self.cfg = live_cfg
         self.paper = paper
+        self.observers = observers
         self.trading = TradingClient(credentials.key_id, credentials.secret_key, paper=paper, raw_data=True,
                                      url_override=live_cfg.trading_url or None)
         self.data = StockHistoricalDataClient(credentials.key_id, credentials.secret_key, raw_data=True,
@@ -104,8 +108,10 @@ class AlpacaStore:
                 problem = f"HTTP {status}"
             delay = next(delays, None)
             if delay is None:
-                raise VenueUnavailable(f"Alpaca unreachable ({what} at {self.trading_host}): {problem} after "
-                                       f"{attempt} attempts") from None
+                message = f"Alpaca unreachable ({what} at {self.trading_host}): {problem} after {attempt} attempts"
+                if self.observers is not None:
+                    self.observers.broker_unreachable(message)
+                raise VenueUnavailable(message) from None
             log.warning("%s: %s (attempt %d of %d), retrying in %.1f s", what, problem, attempt,
                         cfg.retry_attempts, delay)
             time.sleep(delay)
@@ -135,7 +141,7 @@ class AlpacaStore:
         stream = TradingStream(self.credentials.key_id, self.credentials.secret_key, paper=self.paper,
                                raw_data=True, url_override=self.cfg.trading_stream_url or None)
         stream.subscribe_trade_updates(handler)
-        return self._run(stream, "alpaca-trade-updates")
+        return self._run(stream, "alpaca-trade-updates", "trades")
 
     def bar_stream(self, handler, symbols, feed: str):
         """Minute bars (raw msgpack dicts) of ``symbols`` to the coroutine ``handler``, on a thread."""
@@ -145,16 +151,34 @@ class AlpacaStore:
         stream = StockDataStream(self.credentials.key_id, self.credentials.secret_key, raw_data=True,
                                  feed=DataFeed(feed), url_override=self.cfg.data_stream_url or None)
         stream.subscribe_bars(handler, *symbols)
-        return self._run(stream, "alpaca-bars")
+        return self._run(stream, "alpaca-bars", "bars")
 
-    def _run(self, stream, name: str):
+    def _run(self, stream, name: str, kind: str):
         stream._reconnect_min_backoff = self.cfg.retry_min_seconds
         stream._reconnect_max_backoff = self.cfg.retry_max_seconds
+        if self.observers is not None:
+            self._tell_reconnects(stream, kind)
         thread = threading.Thread(target=stream.run, name=name, daemon=True)
         thread.start()
         handle = (stream, thread)
         self._threads.append(handle)
         return handle
+
+    def _tell_reconnects(self, stream, kind: str) -> None:
+        """alpaca-py tells nobody when it reconnects: every connection its run loop opens
+        (``_start_ws``: connect, authenticate, subscribe) after the first is one."""
+        start_ws, observers = stream._start_ws, self.observers
+        connections = 0
+
+        async def counted_start_ws():
+            nonlocal connections
+            await start_ws()
+            connections += 1
+            if connections > 1:
+                log.info("%s stream connected again", kind)
+                observers.reconnected(kind)
+
+        stream._start_ws = counted_start_ws
 
     def stop_stream(self, handle) -> None:
         stream, thread = handle

@@ -59,6 +59,7 @@ class LiveBroker(bt.BrokerBase):
         ("cancel_wait_seconds", 0.0),  # an exit waits this long, at most, for its shares' cancels
         ("bar_waiting", None),  # callable: True while a bar waits to be processed (a sync pauses for it)
         ("on_reconciled", None),  # called once the start's reconciliation is done (the bar stream subscribes)
+        ("observers", None),  # ops.observer.Observers told of order statuses and mismatches (None: nobody)
     )
 
     checkpoint: Callable[[str], None] = staticmethod(_no_checkpoint)  # see the module's docstring
@@ -79,6 +80,7 @@ class LiveBroker(bt.BrokerBase):
                                           every_seconds=self.p.sync_seconds,
                                           order_lookups=self.p.sync_order_lookups,
                                           recheck_seconds=self.p.sync_recheck_seconds, bar_waiting=self.p.bar_waiting)
+        self.tracker.observers = self.halts.observers = self.periodic_sync.observers = self.p.observers
 
     # ---- the book, as Backtrader and the live session read it -------------------------------------
     @property
@@ -160,8 +162,9 @@ class LiveBroker(bt.BrokerBase):
             self.outbox.release_parked()
         self._value = self.tracker.value()
 
-    def flush(self) -> None:
-        self.outbox.flush()
+    def flush(self) -> int:
+        """Send the orders of the bar; returns how many families (an order with its legs) went out."""
+        return self.outbox.flush()
 
     # ---- Backtrader's broker interface ---------------------------------------------------------
     def getcash(self):

@@ -8,6 +8,8 @@ log = logging.getLogger("live.broker")
 
 
 class EntryHalts:
+    observers = None  # ops.observer.Observers told of each halt (a journal/broker difference)
+
     def __init__(self, journal):
         self.journal = journal
         self.reasons: dict[str, str] = {}  # by cause
@@ -19,6 +21,8 @@ class EntryHalts:
         self.reasons[key] = reason
         log.error("new entries halted: %s", reason)
         self.journal.record_event("halt", reason)
+        if self.observers is not None:
+            self.observers.reconciliation_mismatch(reason)
 
     def resume(self, key: str, why: str) -> None:
         if self.reasons.pop(key, None) is not None:

@@ -132,15 +132,16 @@ class Outbox:
         return True
 
     # ---- sending -------------------------------------------------------------------------------
-    def flush(self) -> None:
+    def flush(self) -> int:
         """Send the orders the strategy transmitted during its ``next`` (after taking in the venue's
         answers to its cancels: an exit waits until the orders holding its shares are canceled), in
-        one journal transaction."""
+        one journal transaction. Returns the number of families sent (or refused)."""
         if not self._queued:
-            return
+            return 0
         queued, self._queued = self._queued, []
         with self.journal.batch():
             self._send_queued(queued)
+        return len(queued)
 
     def _send_queued(self, queued: list) -> None:
         if not queued:
@@ -212,6 +213,8 @@ class Outbox:
                 problem = str(exc)
         if problem is not None:
             log.warning("order %s refused: %s", entry.info["client_order_id"], problem)
+            for order in family:
+                tracker.observe(order.info["client_order_id"], order.data._name, "rejected", problem)
             tracker.refuse(family, problem)
             return
         cid = request.client_order_id
@@ -255,6 +258,8 @@ class Outbox:
         rows = intent_rows(request, family)
         self.journal.record_intents(rows)
         self.tracker.journal_ids.update(row["client_order_id"] for row in rows)
+        for row in rows:
+            self.tracker.observe(row["client_order_id"], row["symbol"], "intent")
 
     def held_back(self, entry, cid: str) -> str | None:
         """Why a family is journaled and refused rather than sent: a take-profit dropped from its pair

@@ -27,6 +27,8 @@ CLOSED_LIST_MARGIN = dt.timedelta(seconds=1)
 
 
 class PeriodicSync:
+    observers = None  # ops.observer.Observers told of a book corrected to the broker's
+
     def __init__(self, venue, journal, tracker, halts, outbox, *, every_seconds: float | None,
                  order_lookups: int | None, recheck_seconds: float, bar_waiting: Callable[[], bool] | None):
         self.venue = venue
@@ -167,8 +169,10 @@ class PeriodicSync:
             if seen.get(key) != (here, there) or tracker.fills_since_sync:
                 continue
             log.error("%s %g here, %g at the broker at two syncs: taking the broker's", key, here, there)
-            self.journal.record_event("book_corrected", f"{key} {here:g} in the book, {there:g} at the broker at "
-                                                        f"two syncs: the broker's taken")
+            message = f"{key} {here:g} in the book, {there:g} at the broker at two syncs: the broker's taken"
+            self.journal.record_event("book_corrected", message)
+            if self.observers is not None:
+                self.observers.reconciliation_mismatch(message)
             if key == "cash":
                 tracker.cash = account.cash
             else:

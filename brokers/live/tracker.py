@@ -67,6 +67,8 @@ class OrderTracker:
     notifications waiting for the strategy. ``broker`` is the Backtrader broker the orders belong to
     (their accept/reject calls and commission schemes)."""
 
+    observers = None  # ops.observer.Observers told of each order's status changes (None: nobody)
+
     def __init__(self, broker, venue, journal):
         self.broker = broker
         self.venue = venue
@@ -126,8 +128,16 @@ class OrderTracker:
     def journal_family(self, request: OrderRequest, status: str, reason: str) -> None:
         for cid in request.client_order_ids:
             self.journal_status(cid, status, reason)
-            if cid in self.tracked:
-                self.tracked[cid].status, self.tracked[cid].reason = status, reason
+            rec = self.tracked.get(cid)
+            if rec is None or rec.status != status:
+                self.observe(cid, rec.symbol if rec is not None else request.symbol, status, reason)
+            if rec is not None:
+                rec.status, rec.reason = status, reason
+
+    def observe(self, cid: str, symbol: str, status: str, reason: str | None = None) -> None:
+        """Tell the observers an order reached ``status``."""
+        if self.observers is not None:
+            self.observers.order_status(cid, symbol, status, reason)
 
     def journal_status(self, cid: str, status: str, reason: str | None) -> None:
         self.journal.update_order(cid, status=status, status_reason=reason)
@@ -152,6 +162,8 @@ class OrderTracker:
             rec.venue_id = view.id
             self.by_venue_id[view.id] = rec
         rec.submitted_at = view.submitted_at or rec.submitted_at
+        if rec.status != view.status:
+            self.observe(rec.client_order_id, rec.symbol, view.status)
         rec.status = view.status
         self.journal.update_order(rec.client_order_id, venue_order_id=view.id, status=view.status)
 
@@ -245,6 +257,8 @@ class OrderTracker:
     def set_status(self, rec: Tracked, status: str, reason: str | None = None) -> None:
         if rec.final and status != rec.status:
             return
+        if status != rec.status:
+            self.observe(rec.client_order_id, rec.symbol, status, reason)
         rec.status = status
         rec.reason = reason or rec.reason
         if rec.final and rec.cancel_requested:

@@ -1,13 +1,18 @@
-"""The journal: an intent is on disk before the order can be sent, fills are recorded once, state and
-settings round-trip, and a batch commits together (except intents, which commit at once)."""
+"""The journal, on SQLite and on PostgreSQL (``journal_url``): an intent is on disk before the order can
+be sent, fills are recorded once, state and settings round-trip, and a batch commits together (except
+intents, which commit at once); schema versions (an old journal migrated, a newer one refused); alerts
+written from another thread during a batch; a dropped connection retried, between and inside batches."""
 import datetime as dt
 import shutil
 import sqlite3
+import threading
 
 import pytest
+from sqlalchemy import MetaData, create_engine, insert, update
 
-from brokers.journal import Journal, sqlite_url
+from brokers.journal import SCHEMA, SCHEMA_VERSION, V1_TABLES, Journal, metadata, sqlite_url
 from common.errors import UserError
+from tests.conftest import terminate_connections
 
 T = dt.datetime(2024, 1, 2, 9, 31)
 
@@ -19,14 +24,14 @@ def intent(cid, **extra):
 
 
 @pytest.fixture
-def journal(tmp_path):
-    j = Journal(sqlite_url(tmp_path / "journal.sqlite"))
+def journal(journal_url):
+    j = Journal(journal_url, retry_min_seconds=0.01, retry_max_seconds=0.05)
     yield j
     j.close()
 
 
-def test_intent_is_durable_inside_a_batch_and_the_rest_commits_at_its_end(journal, tmp_path):
-    other = Journal(sqlite_url(tmp_path / "journal.sqlite"))
+def test_intent_is_durable_inside_a_batch_and_the_rest_commits_at_its_end(journal, journal_url):
+    other = Journal(journal_url)
     with journal.batch():
         journal.record_intents([intent("A"), intent("A-stop", parent_client_order_id="A", leg="stop_loss",
                                                     side="sell")])
@@ -36,6 +41,7 @@ def test_intent_is_durable_inside_a_batch_and_the_rest_commits_at_its_end(journa
     assert other.order("A").status == "new" and other.order("A").venue_order_id == "v1"
     assert [leg.client_order_id for leg in other.legs_of("A")] == ["A-stop"]
     assert other.order("A").info == {"initial_stop": 95.0, "confidence": None}
+    other.close()
 
 
 def test_a_fill_is_recorded_once(journal):
@@ -93,3 +99,216 @@ def test_manual_checkpoints_move_the_log_into_the_database_only_when_asked(tmp_p
     journal.checkpoint()
     assert orders_in_the_database_file() == 301
     journal.close()
+
+
+# ---- schema versions ---------------------------------------------------------------------------------
+def v1_journal(url: str) -> None:
+    """A journal as the code before schema versions made it: the version-1 tables, no version, rows."""
+    v1 = MetaData()
+    for name in V1_TABLES:
+        metadata.tables[name].to_metadata(v1)
+    engine = create_engine(url)
+    v1.create_all(engine)
+    with engine.begin() as conn:
+        conn.execute(insert(v1.tables["orders"]), {**intent("OLD"), "status": "filled", "filled_qty": 10.0,
+                                                  "created_at": T, "updated_at": T, "info": {}})
+        conn.execute(insert(v1.tables["events"]), {"at": T, "kind": "halt", "message": "daily loss limit"})
+    engine.dispose()
+
+
+def test_a_journal_from_before_schema_versions_is_migrated_and_keeps_its_rows(journal_url, caplog):
+    v1_journal(journal_url)
+    with caplog.at_level("WARNING", logger="live.journal"):
+        journal = Journal(journal_url)
+    assert f"migrated from version 1 to {SCHEMA_VERSION}" in caplog.text
+    assert journal.order("OLD").status == "filled" and journal.order("OLD").bar_datetime == T
+    migrated = f"journal schema migrated from version 1 to {SCHEMA_VERSION}"
+    assert [(e["kind"], e["message"]) for e in journal.events()] == [
+        ("halt", "daily loss limit"), ("schema_migrated", migrated)]
+    journal.record_alert("s1", "kill_switch", "AAPL", "kill switch tripped", True)  # the version-2 table
+    assert [a["rule"] for a in journal.alerts()] == ["kill_switch"]
+    journal.close()
+    again = Journal(journal_url)  # migrated once: nothing more to do
+    assert len(again.events("schema_migrated")) == 1 and again.table("journal_schema")[0]["version"] == SCHEMA_VERSION
+    again.close()
+
+
+def test_a_journal_newer_than_the_code_is_refused_naming_both_versions(journal_url):
+    Journal(journal_url).close()
+    engine = create_engine(journal_url)
+    with engine.begin() as conn:
+        conn.execute(update(SCHEMA).values(version=SCHEMA_VERSION + 1))
+    engine.dispose()
+    with pytest.raises(UserError) as error:
+        Journal(journal_url)
+    assert f"schema version {SCHEMA_VERSION + 1} is newer than this code's {SCHEMA_VERSION}" in str(error.value)
+
+
+def test_processes_opening_a_new_journal_at_once_take_turns(journal_url):
+    """A live process and readers opening a new journal together: one creates it, the others find it."""
+    opened, errors = [], []
+
+    def open_it():
+        try:
+            opened.append(Journal(journal_url))
+        except Exception as exc:  # noqa: BLE001 - the test reports it
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_it) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert errors == [] and len(opened) == 4
+    assert opened[0].table("journal_schema") == [{"id": 1, "version": SCHEMA_VERSION}]
+    assert opened[0].events() == []  # created, not migrated
+    for journal in opened:
+        journal.close()
+
+
+# ---- alerts ----------------------------------------------------------------------------------------------
+def test_an_alert_from_another_thread_commits_on_its_own_during_a_batch(journal):
+    """The alerts sender records from its thread while the loop is inside a batch: the alert is not
+    part of the batch's transaction (a batch rolled back keeps it) and does not disturb it."""
+    sender = threading.Thread(target=journal.record_alert,
+                              args=("t-session", "order_rejected", "t-1", "XOM rejected: not tradable", False))
+    with pytest.raises(RuntimeError):
+        with journal.batch():
+            journal.record_bar(T, equity_value=1.0, cash=1.0, holdings=[])
+            sender.start()
+            if journal.engine.dialect.name != "sqlite":  # SQLite: the sender waits for the batch's write lock
+                sender.join(10)
+                assert [a["rule"] for a in journal.alerts()] == ["order_rejected"]  # this thread's batch sees it
+            raise RuntimeError("the bar failed")
+    sender.join(10)
+    assert journal.table("equity") == []  # the batch rolled back ...
+    [alert] = journal.alerts()  # ... the alert stayed
+    assert (alert["session"], alert["rule"], alert["key"], alert["delivered"]) == (
+        "t-session", "order_rejected", "t-1", False)
+    assert alert["at"] <= dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    journal.record_alert("t-session", "stale_feed", "AAPL", "no bar for 180 s", True)
+    assert [a["rule"] for a in journal.alerts(rule="stale_feed")] == ["stale_feed"]
+
+
+# ---- a dropped connection ----------------------------------------------------------------------------
+def fill(eid, cid, qty=10):
+    return dict(execution_id=eid, client_order_id=cid, symbol="AAPL", side="buy", qty=qty, price=101.0,
+                commission=0.1, filled_datetime=T, position_qty=qty)
+
+
+def test_a_dropped_connection_between_and_inside_batches_loses_nothing(postgres_url, postgres_admin, caplog):
+    """The server cuts the journal's connections (pg_terminate_backend) between transactions, inside a
+    batch after a durable write, before a read in the batch, and just before the batch's commit: every
+    write lands once."""
+    journal = Journal(postgres_url, retry_min_seconds=0.01, retry_max_seconds=0.05)
+    database = journal.engine.url.database
+
+    def cut():
+        assert terminate_connections(postgres_admin, database) >= 1
+
+    journal.record_intents([intent("A")])
+    cut()  # a pooled connection the server dropped: pre-ping replaces it
+    journal.update_order("A", status="new", venue_order_id="vA")
+    with caplog.at_level("WARNING", logger="live.journal"):
+        with journal.batch():
+            journal.record_intents([intent("B")])
+            journal.update_order("B", status="new", venue_order_id="vB")
+            journal.record_bar(T, equity_value=100_000.0, cash=99_000.0, holdings=[("AAPL", 10, 100.0, 101.0)])
+            cut()  # the batch's open transaction (B's update, the bar) is rolled back by the server ...
+            assert journal.record_fill(**fill("e1", "A")) is True  # ... and replayed before this read
+            journal.update_order("A", status="filled", filled_qty=10.0, filled_avg_price=101.0)
+            cut()  # ... and again at the batch's commit
+    assert "retry 1 of 4" in caplog.text
+    assert [(o.client_order_id, o.status, o.venue_order_id) for o in journal.orders()] == [
+        ("A", "filled", "vA"), ("B", "new", "vB")]
+    assert [f["execution_id"] for f in journal.fills()] == ["e1"]
+    assert len(journal.table("equity")) == 1 and len(journal.table("positions")) == 1
+    journal.close()
+
+
+def test_a_commit_cut_off_after_it_landed_is_not_written_twice(postgres_url, monkeypatch):
+    """The connection drops during COMMIT after the server committed: the retry's replay hits the
+    intent's key, which says the first attempt landed; outside a batch and inside one."""
+    journal = Journal(postgres_url, retry_min_seconds=0.01, retry_max_seconds=0.05)
+    dialect = journal.engine.dialect
+    committed, cuts = type(dialect).do_commit, []
+
+    def commit_then_drop(self, dbapi_connection):
+        committed(self, dbapi_connection)
+        if cuts:
+            cuts.pop()
+            import psycopg
+
+            raise psycopg.OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(type(dialect), "do_commit", commit_then_drop)
+    cuts.append(True)
+    journal.record_intents([intent("A")])
+    with journal.batch():
+        journal.update_order("A", status="new")
+        cuts.append(True)
+        journal.record_intents([intent("B")])
+        journal.update_order("B", status="new")
+    assert [(o.client_order_id, o.status) for o in journal.orders()] == [("A", "new"), ("B", "new")]
+    assert not cuts
+    journal.close()
+
+
+def failing_order_inserts(journal: Journal) -> list:
+    """Every INSERT INTO orders from now on fails as on a connection the server dropped; the attempts."""
+    from sqlalchemy import event
+
+    attempts = []
+    if journal.engine.dialect.name == "sqlite":
+        error = sqlite3.ProgrammingError("Cannot operate on a closed database.")
+    else:
+        import psycopg
+
+        error = psycopg.OperationalError("server closed the connection unexpectedly")
+
+    @event.listens_for(journal.engine, "before_cursor_execute")
+    def _drop(conn, cursor, statement, *args):
+        if statement.startswith("INSERT INTO orders"):
+            attempts.append(statement)
+            raise error
+
+    return attempts
+
+
+def test_a_write_still_failing_after_its_retries_raises(journal):
+    journal.retry_attempts = 3
+    attempts = failing_order_inserts(journal)
+    with pytest.raises(Exception, match="closed"):
+        journal.record_intents([intent("A")])
+    with pytest.raises(Exception, match="closed"):
+        with journal.batch():
+            journal.record_intents([intent("B")])
+    assert len(attempts) == 6 and journal.orders() == []
+
+
+def test_an_order_whose_intent_cannot_be_written_never_reaches_the_venue(journal_url, monkeypatch):
+    """The live path on recorded bars (``run_replay``, the simulated venue) with a journal whose order
+    inserts fail as on a dropped connection, every retry too: the session stops on the error and the
+    venue received no order."""
+    import engine.live
+    from brokers.sim_venue import SimulatedVenue
+    from config import load_config
+    from feeds.loader import load_universe
+    from strategies.momentum_breakout import MomentumBreakout
+
+    hooked, submitted = [], []
+
+    class FailingJournal(Journal):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            hooked.append(failing_order_inserts(self))
+
+    monkeypatch.setattr(engine.live, "Journal", FailingJournal)
+    monkeypatch.setattr(SimulatedVenue, "submit", lambda self, request: submitted.append(request))
+    cfg = load_config(overrides={"backtest.progress": False, "live.journal_retry_attempts": 3,
+                                 "live.journal_retry_min_seconds": 0.01, "live.journal_retry_max_seconds": 0.02})
+    bars = load_universe(["data/sample/AAPL_data.csv"], end="2014-06-01")  # its first order: early 2014
+    with pytest.raises(Exception, match="closed"):
+        engine.live.run_replay(cfg, bars, strategy_cls=MomentumBreakout, journal_url=journal_url)
+    [inserts] = hooked
+    assert len(inserts) == 3 and submitted == []  # three attempts at the intent, no order sent

@@ -37,7 +37,7 @@ from pathlib import Path
 import pandas as pd
 
 from brokers.alpaca.local_server import AlpacaTestServer
-from brokers.journal import Journal, sqlite_url
+from brokers.journal import Journal
 from tests.live.harness import ROOT, STRATEGY_NAME, Deployment, processed_bar, wait_for
 
 NAME = f"t-{STRATEGY_NAME}"  # the harness config's order_id_prefix + strategy: the journal's state key
@@ -112,7 +112,7 @@ def wait_gone(server: AlpacaTestServer, process: LiveProcess) -> int:
 
 def last_decided(deployment: Deployment):
     """The last bar the live process saved its state after (``pd.Timestamp.min`` before the first)."""
-    return processed_bar(deployment.journal_path, NAME) or pd.Timestamp.min
+    return processed_bar(deployment.journal_url, NAME) or pd.Timestamp.min
 
 
 def wait_decided(deployment: Deployment, process: LiveProcess, when, timeout: float = 30.0) -> bool:
@@ -190,7 +190,7 @@ class ScriptedRun:
         return check_invariants(self.server, self.deployment, compare_with_backtest=True)
 
     def saved_state(self) -> dict:
-        journal = Journal(sqlite_url(self.deployment.journal_path))
+        journal = Journal(self.deployment.journal_url)
         try:
             return journal.load_state(NAME)[1]
         finally:
@@ -211,7 +211,7 @@ def check_invariants(server: AlpacaTestServer, deployment: Deployment, *, compar
         failures.append(f"POSTed again after the broker took them (refused as duplicates): {resent}")
     if server.shorts:
         failures.append(f"the broker went short: {server.shorts}")
-    journal = Journal(sqlite_url(deployment.journal_path))
+    journal = Journal(deployment.journal_url)
     try:
         rows = journal.orders()
         fills = journal.fills()

@@ -32,7 +32,10 @@ def restamp(bars: dict[str, list[Bar]], first: dt.datetime, step: dt.timedelta) 
     return [{s: bars[s][i]._replace(datetime=first + i * step) for s in bars} for i in range(n)]
 
 
-def live_config_text(server: AlpacaTestServer, state_dir: Path, *, extra: str = "", strategy_extra: str = "") -> str:
+def live_config_text(server: AlpacaTestServer, state_dir: Path, *, extra: str = "", strategy_extra: str = "",
+                     metrics_port: int = 0, reconciliation: bool = False) -> str:
+    """The deployment's config; ``reconciliation``: the daily live-versus-replay check after each
+    session (a replay in a child process, seconds per session: only the tests of it turn it on)."""
     urls = "\n".join(f'{k} = "{v}"' for k, v in server.urls.items())
     return f"""
 [backtest]
@@ -55,6 +58,9 @@ position_weight = 0.2
 [risk]
 max_position_weight = 0.3
 
+[reconciliation]
+enabled = {str(reconciliation).lower()}
+
 [live]
 symbols = {SYMBOLS!r}
 timeframe = "1Min"
@@ -73,6 +79,7 @@ order_sync_seconds = 0.5
 commission_bps = 1.0
 order_id_prefix = "t-"
 state_dir = "{state_dir}"
+metrics_port = {metrics_port}
 {urls}
 {extra}
 """
@@ -94,9 +101,28 @@ def wait_for(predicate, timeout: float = 20.0, what: str = "condition"):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def processed_bar(journal_path: Path, name: str) -> dt.datetime | None:
+_READERS: dict[str, object] = {}  # a server journal's URL -> the engine that polls it
+
+
+def processed_bar(journal: Path | str, name: str) -> dt.datetime | None:
     """The last bar the runner saved its state after (None before its first), read without writing:
-    a reader must not race the live process creating the journal's tables."""
+    a reader must not race the live process creating the journal's tables. ``journal``: a SQLite
+    file, or a journal's URL (a server's is read through one cached engine per URL)."""
+    if isinstance(journal, str) and not journal.startswith("sqlite:///"):
+        from sqlalchemy import create_engine, text
+        from sqlalchemy.exc import OperationalError, ProgrammingError
+
+        engine = _READERS.get(journal) or _READERS.setdefault(journal, create_engine(journal, pool_pre_ping=True))
+        try:
+            with engine.connect() as conn:
+                row = conn.execute(text("SELECT bar_datetime FROM strategy_state WHERE name = :name"),
+                                   {"name": name}).first()
+        except ProgrammingError:  # not created yet
+            return None
+        except OperationalError:  # a test cut the connections: the next poll reconnects
+            return None
+        return pd.Timestamp(row[0]).to_pydatetime() if row else None
+    journal_path = Path(journal[len("sqlite:///"):]) if isinstance(journal, str) else journal
     if not journal_path.exists():
         return None
     try:
@@ -115,13 +141,19 @@ class Deployment:
     """One live deployment against the test server: config, journal, runner threads, bar driving."""
 
     def __init__(self, server: AlpacaTestServer, tmp: Path, *, extra: str = "", strategy_extra: str = "",
-                 history: int = 40, live: int = 30):
+                 history: int = 40, live: int = 30, metrics_port: int = 0, journal_url: str | None = None,
+                 reconciliation: bool = False):
+        """``journal_url``: the journal's database (``[live] journal`` in the config, so a ``run.py live``
+        process uses it too); None: the SQLite file ``journal.sqlite`` in the state folder."""
         import datetime as _dt
 
         self.server, self.tmp = server, tmp
         self.state = tmp / "state"
         self.config_path = tmp / "live.toml"
-        self.config_path.write_text(live_config_text(server, self.state, extra=extra, strategy_extra=strategy_extra))
+        if journal_url:
+            extra = f'journal = "{journal_url}"\n{extra}'  # the first lines of extra are in [live]
+        self.config_path.write_text(live_config_text(server, self.state, extra=extra, strategy_extra=strategy_extra,
+                                                     metrics_port=metrics_port, reconciliation=reconciliation))
         bars = sample_bars(history + live)
         # history ends yesterday; live bars are stamped from tomorrow's midnight, so they are never stale
         # and a backtest can start trading exactly at the first one (``backtest.start`` is a date)
@@ -131,6 +163,7 @@ class Deployment:
         self.live = restamp({s: b[history:] for s, b in bars.items()}, tomorrow, _dt.timedelta(minutes=1))
         load_server(server, self.history)
         self.journal_path = self.state / "journal.sqlite"
+        self.journal_url = journal_url or sqlite_url(self.journal_path)
         self.runner = self.thread = None
 
     @property
@@ -139,7 +172,8 @@ class Deployment:
 
         return load_config(self.config_path)
 
-    def start(self, strategy_cls=None):
+    def start(self, strategy_cls=None, observers=None):
+        """``observers``: an ``ops.observer.Observers`` the runner calls (metrics, alerts)."""
         import threading
 
         from brokers.alpaca.credentials import Credentials
@@ -147,10 +181,10 @@ class Deployment:
         from strategies import get_strategy
 
         cfg = self.config
-        self.journal = Journal(sqlite_url(self.journal_path), manual_checkpoints=True)  # as run.py live opens it
+        self.journal = Journal(self.journal_url, manual_checkpoints=True)  # as run.py live opens it
         self.runner = LiveRunner(cfg, strategy_cls=strategy_cls or get_strategy(STRATEGY_NAME), symbols=SYMBOLS,
                                  credentials=Credentials(self.server.key_id, self.server.secret_key), paper=True,
-                                 journal=self.journal, state_dir=self.state)
+                                 journal=self.journal, state_dir=self.state, observers=observers)
         self.thread = threading.Thread(target=self.runner.run, kwargs={"max_sessions": 1}, daemon=True)
         self.thread.start()
         wait_for(lambda: self.server.connected() == (1, 1), what="the runner's streams")
@@ -161,7 +195,7 @@ class Deployment:
         for group in groups:
             self.server.push(group)
             when = max(b.datetime for b in group.values())
-            wait_for(lambda: (processed_bar(self.journal_path, self.runner.name) or dt.datetime.min) >= when,
+            wait_for(lambda: (processed_bar(self.journal_url, self.runner.name) or dt.datetime.min) >= when,
                      what=f"the runner to process {when}")
 
     def stop(self) -> None:

@@ -29,6 +29,7 @@ data_url = "http://127.0.0.1:9"
 retry_attempts = 2
 retry_min_seconds = 0.01
 retry_max_seconds = 0.02
+metrics_port = 0
 state_dir = "{tmp_path / 'state'}"
 """)
     return config

@@ -1,5 +1,6 @@
 """A live deployment on the real alpaca-py clients against the local Alpaca-compatible server: the
-orders equal the backtest's, rejections, partial fills, stale data, disconnects, and restarts."""
+orders equal the backtest's, rejections, partial fills, stale data, disconnects, and restarts; with the
+journal on SQLite and on PostgreSQL (``journal_url``), and a journal connection cut mid-session."""
 import logging
 
 import pandas as pd
@@ -7,7 +8,7 @@ import pytest
 from numpy.testing import assert_allclose
 
 from brokers.alpaca.local_server import AlpacaTestServer
-from brokers.journal import Journal, sqlite_url
+from brokers.journal import Journal
 from strategies.momentum_breakout import MomentumBreakout
 from tests.live.harness import Deployment, wait_for
 
@@ -24,8 +25,8 @@ def server():
 
 
 @pytest.fixture
-def deployment(server, tmp_path):
-    deployed = Deployment(server, tmp_path)
+def deployment(server, tmp_path, journal_url):
+    deployed = Deployment(server, tmp_path, journal_url=journal_url)
     yield deployed
     if deployed.thread is not None and deployed.thread.is_alive():  # a failed test: stop its runner
         deployed.stop()
@@ -50,7 +51,7 @@ def test_rejection_reaches_the_strategy_with_the_reason_and_is_not_retried(serve
     with caplog.at_level(logging.WARNING, logger="live.broker"):
         deployment.push(deployment.live[:10])  # the strategy hears of it at the bar after
     deployment.stop()
-    journal = Journal(sqlite_url(deployment.journal_path))
+    journal = Journal(deployment.journal_url)
     rejected = [o for o in journal.orders() if o.status == "rejected"]
     assert rejected and rejected[0].symbol == "XOM" and rejected[0].status_reason == "asset XOM is not tradable"
     assert server.submissions.count(rejected[0].client_order_id) == 1
@@ -67,7 +68,7 @@ def test_a_refused_exit_is_decided_again_at_the_next_bar(server, deployment):
     server.reject_next("insufficient qty available for order", symbol="JPM")
     deployment.push(deployment.live[6:9])
     deployment.stop()
-    journal = Journal(sqlite_url(deployment.journal_path))
+    journal = Journal(deployment.journal_url)
     exits = [(o.bar_datetime, o.status) for o in journal.orders() if o.symbol == "JPM" and o.reason == "signal"]
     bar = [group["JPM"].datetime for group in deployment.live]
     assert exits[:2] == [(bar[6], "rejected"), (bar[7], "filled")]
@@ -80,7 +81,7 @@ def test_partial_fills_are_journaled_and_complete_the_order(server, deployment):
         server.split_next_fill(symbol, parts=3)
     deployment.push(deployment.live[:8])
     deployment.stop()
-    journal = Journal(sqlite_url(deployment.journal_path))
+    journal = Journal(deployment.journal_url)
     split = [o for o in journal.orders() if len(journal.fills(o.client_order_id)) == 3]
     assert split, "a fill split in three reaches the journal as three fills"
     order = split[0]
@@ -99,7 +100,7 @@ def test_stale_bars_halt_new_entries(server, deployment):
     deployment.start()
     deployment.push(deployment.live[:6])
     deployment.stop()
-    journal = Journal(sqlite_url(deployment.journal_path))
+    journal = Journal(deployment.journal_url)
     refused = [o for o in journal.orders() if o.status == "rejected"]
     assert refused and all(o.status_reason.startswith("stale data: the bar of") for o in refused)
     assert all(o.side == "buy" for o in refused if o.parent_client_order_id is None)
@@ -119,7 +120,7 @@ def test_streams_reconnect_and_missed_bars_are_fetched(server, deployment):
                          parse_dates=["datetime"])
     assert max(missed.values()).datetime in set(equity["datetime"])  # the missed minute was processed
     assert len(server.submissions) == len(set(server.submissions))
-    journal = Journal(sqlite_url(deployment.journal_path))
+    journal = Journal(deployment.journal_url)
     assert {o.client_order_id for o in journal.orders() if o.venue_order_id} == \
         {o.client_order_id for o in server.engine.orders.values() if o.parent_id is None} | \
         {o.client_order_id for o in journal.orders() if o.parent_client_order_id and o.venue_order_id}
@@ -155,7 +156,9 @@ def test_kill_switch_and_positions_survive_a_restart(server, deployment):
     groups = iter(deployment.live)
     while True:
         deployment.push([next(groups)])
-        saved = Journal(sqlite_url(deployment.journal_path)).load_state(deployment.runner.name)
+        reader = Journal(deployment.journal_url)
+        saved = reader.load_state(deployment.runner.name)
+        reader.close()
         if saved[1]["strategy"]["halted"]:
             break
     deployment.stop()
@@ -164,7 +167,7 @@ def test_kill_switch_and_positions_survive_a_restart(server, deployment):
     runner = deployment.start(KillSwitchBreakout)
     deployment.push(list(groups)[:6])
     deployment.stop()
-    journal = Journal(sqlite_url(deployment.journal_path))
+    journal = Journal(deployment.journal_url)
     new_orders = [journal.order(cid) for cid in server.submissions[sent_before:]]
     assert not [o for o in new_orders if o.side == "buy"], "a tripped kill switch stays tripped after a restart"
     assert runner.name == deployment.runner.name
@@ -172,7 +175,7 @@ def test_kill_switch_and_positions_survive_a_restart(server, deployment):
     assert held_before and {o.symbol for o in new_orders if o.side == "sell"} == set(held_before)
 
 
-def test_daily_session_trades_the_days_bar_once(server, tmp_path):
+def test_daily_session_trades_the_days_bar_once(server, tmp_path, journal_url):
     """1Day: after the close the session warms up on history and decides only the day's (fresh) bar; the
     bar still forming is not used, and the same close is not traded twice."""
     import datetime as dt
@@ -191,7 +194,7 @@ def test_daily_session_trades_the_days_bar_once(server, tmp_path):
     config = tmp_path / "daily.toml"
     config.write_text(live_config_text(server, tmp_path / "state").replace('timeframe = "1Min"', 'timeframe = "1Day"')
                       + "\ndaily_bar_delay_seconds = 0.0\n")
-    journal = Journal(sqlite_url(tmp_path / "state" / "journal.sqlite"))
+    journal = Journal(journal_url)
     runner = LiveRunner(load_config(config), strategy_cls=get_strategy("momentum_breakout"), symbols=SYMBOLS,
                         credentials=Credentials(server.key_id, server.secret_key), paper=True, journal=journal,
                         state_dir=tmp_path / "state")
@@ -205,3 +208,76 @@ def test_daily_session_trades_the_days_bar_once(server, tmp_path):
     assert summary["traded_from"] == str(yesterday) and summary["bars"] == 1
     assert all(o.bar_datetime == yesterday for o in journal.orders())
     assert runner._next_session() is not None  # this close is done: the next session is tomorrow's
+
+
+def test_journal_connections_cut_mid_session_lose_nothing(server, tmp_path, postgres_url, postgres_admin, caplog):
+    """The PostgreSQL server cuts the live journal's connection inside the broker's batches (before
+    order updates, intents and commits, one in 40 statements at most) and all of the database's connections
+    between bars and at random moments from another thread: the session retries, and every order is
+    the backtest's, journaled once, as at the broker."""
+    import collections
+    import itertools
+    import random
+    import threading
+
+    from sqlalchemy import event, text
+    from sqlalchemy.engine import make_url
+
+    from tests.conftest import terminate_connections
+    from tests.live.crash import check_invariants
+
+    deployment = Deployment(server, tmp_path, journal_url=postgres_url,
+                            extra="journal_retry_min_seconds = 0.02\njournal_retry_max_seconds = 0.1")
+    database, cuts, done = make_url(postgres_url).database, collections.Counter(), threading.Event()
+    rng = random.Random(15)
+    seen = itertools.count()
+
+    def cut(dbapi_connection, where):
+        with postgres_admin.connect() as admin:  # the backend is gone when this returns
+            admin.execute(text("SELECT pg_terminate_backend(:pid, 5000)"), {"pid": dbapi_connection.info.backend_pid})
+        cuts[where] += 1
+
+    last_cut = [0]
+
+    def due(n: int) -> bool:  # not again before the replay of the last cut is done
+        if n - last_cut[0] < 40:
+            return False
+        last_cut[0] = n
+        return True
+
+    def before_statement(conn, cursor, statement, parameters, context, executemany):
+        n = next(seen)
+        if (statement.startswith("UPDATE orders") and n % 3 == 0) or \
+                (statement.startswith("INSERT INTO orders") and n % 2 == 0):
+            if due(n):
+                cut(conn.connection.dbapi_connection, statement.split(" (")[0].split(" SET")[0])
+
+    def before_commit(conn):
+        n = next(seen)
+        if n % 4 == 0 and conn.connection.dbapi_connection is not None and due(n):
+            cut(conn.connection.dbapi_connection, "COMMIT")
+
+    def cutter():
+        while not done.wait(rng.uniform(0.02, 0.2)):
+            cuts["anywhere"] += terminate_connections(postgres_admin, database)
+
+    deployment.start()
+    event.listen(deployment.journal.engine, "before_cursor_execute", before_statement)
+    event.listen(deployment.journal.engine, "commit", before_commit)
+    thread = threading.Thread(target=cutter, daemon=True)
+    try:
+        with caplog.at_level(logging.WARNING, logger="live.journal"):
+            deployment.push(deployment.live[:5])
+            cuts["between bars"] += terminate_connections(postgres_admin, database)
+            thread.start()
+            deployment.push(deployment.live[5:])
+            done.set()
+            thread.join()
+    finally:
+        done.set()
+        deployment.stop()
+    inside_batches = ("UPDATE orders", "INSERT INTO orders", "COMMIT")
+    assert min(cuts[k] for k in (*inside_batches, "between bars", "anywhere")) >= 1, cuts
+    assert caplog.text.count("retry 1 of") >= sum(cuts[k] for k in inside_batches)
+    assert check_invariants(server, deployment, compare_with_backtest=True) == []
+    assert len(server.submissions) == len(set(server.submissions))

@@ -1,0 +1,1 @@
+"""Operations: what watches a live session (metrics, alerts, the daily live-versus-replay check)."""
