@@ -36,6 +36,7 @@ log = logging.getLogger("live.alerts")
 RULES = ("kill_switch", "daily_loss_limit", "stale_feed", "broker_unreachable", "order_rejected",
          "reconciliation_mismatch", "model_age", "feature_drift", "heartbeat")
 URLS_ENV = "TRADER_ALERT_URLS"  # Apprise URLs kept out of config files (tokens), whitespace or comma separated
+HEARTBEAT_ENV = "TRADER_HEARTBEAT_URL"  # the dead-man URL (it holds the check's token), over alerts.heartbeat_url
 SECRETS_ENV_PREFIX = "APCA_"     # the Alpaca keys' variables: their values never appear in an alert
 MASK = "***"
 REJECTED_STATUSES = ("rejected", "margin")  # the broker's refusals (margin: Backtrader's name for buying power)
@@ -77,7 +78,7 @@ class AlertRules:
                    stale_feed_seconds=alerts.stale_feed_seconds if live.timeframe == "1Min" else None,
                    open_grace_seconds=live.prewarm_minutes * 60.0, psi_threshold=live.drift_psi_threshold,
                    model_max_age_days=max_age, heartbeat_seconds=alerts.heartbeat_seconds,
-                   heartbeat_url=alerts.heartbeat_url, dedup_seconds=alerts.dedup_seconds,
+                   heartbeat_url=environ.get(HEARTBEAT_ENV) or alerts.heartbeat_url, dedup_seconds=alerts.dedup_seconds,
                    max_per_hour=alerts.max_per_hour, check_seconds=alerts.check_seconds,
                    timeout_seconds=alerts.timeout_seconds)
 
@@ -307,7 +308,7 @@ class LiveAlerts(SessionObserver):
         self._raise("broker_unreachable", "broker", f"broker unreachable after retries: {what}")
 
     def reconciliation_mismatch(self, message: str) -> None:
-        self._raise("reconciliation_mismatch", message[:200], f"journal and broker disagree: {message}")
+        self._raise("reconciliation_mismatch", message[:200], f"reconciliation: {message}")
 
     # ---- the watchdog ------------------------------------------------------------------------------
     def check(self, now: float | None = None) -> bool:

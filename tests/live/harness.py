@@ -85,6 +85,24 @@ metrics_port = {metrics_port}
 """
 
 
+def unreachable_broker_config(tmp_path: Path, *, metrics_port: int = 0) -> Path:
+    """A ``run.py live`` config whose Alpaca URLs nobody answers (the start fails fast, after two
+    quick retries), no metrics port unless given, the state under ``tmp_path``."""
+    config = tmp_path / "live.toml"
+    config.write_text(f"""
+[live]
+symbols = ["AAPL"]
+trading_url = "http://127.0.0.1:9"
+data_url = "http://127.0.0.1:9"
+retry_attempts = 2
+retry_min_seconds = 0.01
+retry_max_seconds = 0.02
+metrics_port = {metrics_port}
+state_dir = "{tmp_path / 'state'}"
+""")
+    return config
+
+
 def load_server(server: AlpacaTestServer, groups: list[dict[str, Bar]]) -> None:
     for group in groups:
         for symbol, bar in group.items():

@@ -9,10 +9,9 @@ import run
 from brokers.alpaca.credentials import KEY_VAR, SECRET_VAR
 from brokers.alpaca.local_server import AlpacaTestServer
 from brokers.journal import Journal, sqlite_url
-from ops.alerts import URLS_ENV
-from ops.alerts import AlertRules, LiveAlerts
+from ops.alerts import URLS_ENV, AlertRules, LiveAlerts
 from ops.observer import Observers
-from tests.live.harness import Deployment
+from tests.live.harness import Deployment, unreachable_broker_config
 from tests.webhook_receiver import WebhookReceiver
 
 REASON = "asset XOM is not tradable"
@@ -69,17 +68,7 @@ def test_run_py_live_alerts_an_unreachable_broker_from_the_environments_urls(tmp
     monkeypatch.setenv(KEY_VAR, "PKALERTTEST01")
     monkeypatch.setenv(SECRET_VAR, secret)
     monkeypatch.chdir(tmp_path)
-    config = tmp_path / "live.toml"
-    config.write_text(f"""
-[live]
-symbols = ["AAPL"]
-trading_url = "http://127.0.0.1:9"
-data_url = "http://127.0.0.1:9"
-retry_attempts = 2
-retry_min_seconds = 0.01
-retry_max_seconds = 0.02
-state_dir = "{tmp_path / 'state'}"
-""")
+    config = unreachable_broker_config(tmp_path)
     with WebhookReceiver() as receiver:
         monkeypatch.setenv(URLS_ENV, receiver.apprise_url)
         assert run.main(["live", "--config", str(config), "--strategy", "momentum_breakout"]) == 2

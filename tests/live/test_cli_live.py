@@ -10,6 +10,7 @@ from cli.live import CONFIRMATION
 from config import load_config
 from engine.live import check_warmup_bars, warmup_needed
 from strategies import get_strategy
+from tests.live.harness import unreachable_broker_config
 
 SECRET = "cli-planted-secret-9Qx"
 ROOT = Path(__file__).resolve().parents[2]
@@ -20,19 +21,7 @@ def keys(monkeypatch, tmp_path):
     monkeypatch.setenv(KEY_VAR, "PKCLITEST0001")
     monkeypatch.setenv(SECRET_VAR, SECRET)
     monkeypatch.chdir(tmp_path)
-    config = tmp_path / "live.toml"
-    config.write_text(f"""
-[live]
-symbols = ["AAPL"]
-trading_url = "http://127.0.0.1:9"
-data_url = "http://127.0.0.1:9"
-retry_attempts = 2
-retry_min_seconds = 0.01
-retry_max_seconds = 0.02
-metrics_port = 0
-state_dir = "{tmp_path / 'state'}"
-""")
-    return config
+    return unreachable_broker_config(tmp_path)
 
 
 def one_line_error(capsys) -> str:

@@ -11,6 +11,7 @@ from features.from_config import registry_from_config
 from feeds.loader import load_universe
 from ops.observer import BarSnapshot, Observers, SessionObserver
 from strategies import get_strategy
+from tests.live.harness import unreachable_broker_config
 from tests.live.metrics_session import run_metrics_session, sample
 from tests.live.test_ml_replay import model  # noqa: F401 (the fixture: a small registry model)
 from tests.strategies.test_train_cli import SMALL_TOML as SMALL_MODELS_TOML
@@ -119,15 +120,7 @@ def test_a_metrics_port_in_use_stops_the_start_in_one_line_naming_the_key(tmp_pa
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        config = tmp_path / "live.toml"
-        config.write_text(f"""
-[live]
-symbols = ["AAPL"]
-trading_url = "http://127.0.0.1:9"
-data_url = "http://127.0.0.1:9"
-state_dir = "{tmp_path / 'state'}"
-metrics_port = {port}
-""")
+        config = unreachable_broker_config(tmp_path, metrics_port=port)
         assert run.main(["live", "--config", str(config), "--strategy", "momentum_breakout"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert "Traceback" not in "\n".join(err)

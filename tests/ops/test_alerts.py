@@ -12,7 +12,7 @@ import pytest
 
 from brokers.journal import Journal, sqlite_url
 from config import load_config
-from ops.alerts import RULES, URLS_ENV, AlertGate, AlertRules, LiveAlerts, alert_urls
+from ops.alerts import HEARTBEAT_ENV, RULES, URLS_ENV, AlertGate, AlertRules, LiveAlerts, alert_urls
 from ops.observer import BarSnapshot, Observers
 from tests.webhook_receiver import WebhookReceiver
 
@@ -460,6 +460,11 @@ def test_urls_from_config_and_environment():
     assert not AlertRules.from_config(cfg, environ={}).configured
     assert AlertRules.from_config(cfg, environ={URLS_ENV: "json://127.0.0.1:8/"}).configured
     assert AlertRules.from_config(cfg, environ={}).stale_feed_seconds is None  # 1Day by default
+    # the dead-man URL from the environment (a container's .env) replaces the config's
+    ping = "https://hc-ping.com/0b1c2d3e"
+    from_env = AlertRules.from_config(load_config(None, {"alerts.heartbeat_url": "http://other/"}),
+                                      environ={HEARTBEAT_ENV: ping})
+    assert from_env.heartbeat_url == ping and from_env.configured
 
 
 def test_a_url_apprise_does_not_know_is_refused_without_showing_it():
