@@ -8,7 +8,9 @@ and reconciliation), with bars arriving while it is down or reconciling, restart
 out, then checked: nothing sent twice, journal == broker, never short, positions equal, and the
 backtest's orders whenever every restart had at most ``live.max_catchup_bars`` bars to catch up.
 
-Usage: ``python benchmarks/crash_soak.py [--trials 200] [--first-seed 1] [--workers 2] [--keep DIR]``.
+Usage: ``python benchmarks/crash_soak.py [--trials 200] [--first-seed 1] [--workers 2] [--keep DIR]
+[--postgres ADMIN_URL]``; with ``--postgres`` each trial's journal is a fresh database on that server
+(``.ci/postgres.sh start DIR PORT`` prints such a URL), dropped after a passing trial.
 A failing trial's folder (its processes' logs, the journal) is kept and named; the seed replays it:
 ``python benchmarks/crash_soak.py --trials 1 --first-seed SEED``.
 """
@@ -35,6 +37,8 @@ def main(argv=None) -> int:
     parser.add_argument("--workers", type=int, default=2, help="trials run at once (each is one live process)")
     parser.add_argument("--live-bars", type=int, default=30)
     parser.add_argument("--keep", type=Path, help="keep every trial's folder here (default: only failing ones)")
+    parser.add_argument("--postgres", metavar="ADMIN_URL",
+                        help="journals on this PostgreSQL server (one database per trial) instead of SQLite files")
     args = parser.parse_args(argv)
 
     root = args.keep or Path(tempfile.mkdtemp(prefix="crash-soak-"))
@@ -43,7 +47,10 @@ def main(argv=None) -> int:
     def trial(seed: int):
         folder = root / f"trial-{seed}"
         folder.mkdir(parents=True, exist_ok=True)
-        result = CrashTrial(folder, seed, live_bars=args.live_bars).run()
+        database = _create_database(args.postgres, f"soak_{seed}_{root.name[-8:].lower()}") if args.postgres else None
+        result = CrashTrial(folder, seed, live_bars=args.live_bars, journal_url=database).run()
+        if database is not None and result.ok:
+            _drop_database(args.postgres, database)
         status = "ok" if result.ok else "FAILED"
         print(f"seed {seed}: {status} in {result.seconds:.0f} s, kills {result.kills}, {result.restarts} restarts, "
               f"{result.bars_while_down} bars while down, compared with the backtest: "
@@ -69,6 +76,31 @@ def main(argv=None) -> int:
     if failed:
         print(f"failed seeds: {[r.seed for r in failed]} (folders under {root})")
     return 1 if failed else 0
+
+
+def _admin(url: str):
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import NullPool
+
+    return create_engine(url, isolation_level="AUTOCOMMIT", poolclass=NullPool)  # CREATE DATABASE: no transaction
+
+
+def _create_database(admin_url: str, name: str) -> str:
+    """A fresh database ``name`` on the server; its SQLAlchemy URL."""
+    from sqlalchemy import text
+
+    engine = _admin(admin_url)
+    with engine.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    return engine.url.set(database=name).render_as_string(hide_password=False)
+
+
+def _drop_database(admin_url: str, url: str) -> None:
+    from sqlalchemy import make_url, text
+
+    with _admin(admin_url).connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)'))
 
 
 if __name__ == "__main__":

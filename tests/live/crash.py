@@ -300,8 +300,9 @@ class CrashTrial:
     ``max_kills``: at most this many kills a trial; ``live_bars``: bars pushed after the warm-up."""
 
     def __init__(self, tmp: Path, seed: int, *, live_bars: int = 30, kill_rate: float = 0.12, max_kills: int = 5,
-                 strategy_extra: str = "stop_pct = 0.005"):
+                 strategy_extra: str = "stop_pct = 0.005", journal_url: str | None = None):
         self.tmp, self.seed = Path(tmp), seed
+        self.journal_url = journal_url  # None: the deployment's SQLite file
         self.rng = random.Random(seed)
         self.live_bars, self.kill_rate, self.max_kills = live_bars, kill_rate, max_kills
         self.strategy_extra = strategy_extra  # tight stops: stop legs fill, while up and while down
@@ -321,7 +322,7 @@ class CrashTrial:
             with AlpacaTestServer(commission_bps=1.0, slippage_bps=5.0) as server:
                 self.server = server
                 self.deployment = Deployment(server, self.tmp, live=self.live_bars,
-                                             strategy_extra=self.strategy_extra)
+                                             strategy_extra=self.strategy_extra, journal_url=self.journal_url)
                 self.pending = list(self.deployment.live)
                 self._drive()
                 if not self.result.failures:

@@ -17,3 +17,10 @@ def test_random_kills_lose_nothing_and_send_nothing_twice(tmp_path, seed):
     result = CrashTrial(tmp_path, seed).run()
     assert result.kills, "the trial killed nothing"
     assert result.ok, f"seed {seed}, kills {result.kills}:\n" + "\n".join(result.failures)
+
+
+@pytest.mark.parametrize("seed", [7, 8])
+def test_random_kills_with_the_journal_on_postgresql(tmp_path, seed, postgres_url):
+    result = CrashTrial(tmp_path, seed, journal_url=postgres_url).run()
+    assert result.kills, "the trial killed nothing"
+    assert result.ok, f"seed {seed}, kills {result.kills}:\n" + "\n".join(result.failures)
