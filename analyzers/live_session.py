@@ -18,8 +18,8 @@ from ops.observer import BarSnapshot
 
 class LiveSessionRecorder(bt.Analyzer):
     """After each bar, in this order: send the orders the strategy placed (the broker's outbox), then
-    in one journal transaction the bar's predictions (``strategy.bar_predictions()``), equity, cash
-    and positions, and the strategy's state (``strategy.save_state``) once the session saves it;
+    in one journal transaction the bar's predictions (``strategy.bar_predictions()``), equity, cash,
+    positions and bars, and the strategy's state (``strategy.save_state``) once the session saves it;
     then the journal's and the heap's housekeeping; then the observers' snapshot of the bar.
 
     ``session``: the ``engine.live.LiveSession`` (its ``journal``, ``name`` and ``saves_state``)."""
@@ -42,7 +42,8 @@ class LiveSessionRecorder(bt.Analyzer):
                 journal.record_predictions(strategy.datetime.datetime(0), *predictions)
             if now is not None:
                 holdings = [(d._name, p.size, p.price, d.close[0]) for d, p in broker.positions.items() if p.size]
-                journal.record_bar(now, equity_value=broker.getvalue(), cash=broker.getcash(), holdings=holdings)
+                journal.record_bar(now, equity_value=broker.getvalue(), cash=broker.getcash(), holdings=holdings,
+                                   bars=_bars_of(strategy))
                 if session.saves_state:
                     journal.save_state(session.name, now, strategy.save_state(broker.in_flight()))
         if now is None:
@@ -67,14 +68,25 @@ class LiveSessionRecorder(bt.Analyzer):
         gc.freeze()
 
 
+def _bars_of(strategy) -> list[tuple]:
+    """The bars of this timestamp (symbol, datetime, open, high, low, close, volume), for the journal."""
+    clock = strategy._now_num  # the latest timestamp among the symbols (PortfolioStrategy.next)
+    return [(d._name, d.datetime.datetime(0), d.open[0], d.high[0], d.low[0], d.close[0], d.volume[0])
+            for d in strategy.datas if len(d) and d.datetime[0] == clock]
+
+
 def bar_snapshot(session, strategy, broker, now, bar_to_order_seconds: float | None) -> BarSnapshot:
     """The account and the strategy after the bar of ``now``: the broker's book, the session's
-    daily P&L (from the equity after the day's first bar) and the strategy's ``monitoring()``."""
+    daily P&L (from the equity after the day's first bar), the strategy's ``monitoring()`` and
+    ``risk_figures()``, and an operator's pause."""
     equity, cash = broker.getvalue(), broker.getcash()
     if session.day != now.date():
         session.day, session.day_start_equity = now.date(), equity
     gross = sum(abs(p.size) * d.close[0] for d, p in broker.positions.items() if p.size)
     gate = broker.p.entry_gate
+    halt = broker.halts.reason()
+    stale = gate() if gate is not None and halt is None else None
+    controls = getattr(session, "controls", None)
     hub = getattr(strategy, "features", None)  # a FeatureHub: its update time, taken once per bar
     feature_seconds = getattr(hub, "update_seconds", None)
     if feature_seconds is not None:
@@ -86,7 +98,9 @@ def bar_snapshot(session, strategy, broker, now, bar_to_order_seconds: float | N
         open_orders=_open_orders(session, broker.tracked),
         trading=session.trading, bar_to_order_seconds=bar_to_order_seconds,
         feature_seconds=feature_seconds,
-        entries_halted=broker.halts.reason() or (gate() if gate is not None else None),
+        entries_halted=halt or stale, entries_halted_by="broker" if halt else "feed" if stale else None,
+        entries_paused=controls.paused if controls is not None else None,
+        risk_figures=strategy.risk_figures() if hasattr(strategy, "risk_figures") else {},
         **(strategy.monitoring() if hasattr(strategy, "monitoring") else {}))  # a bare bt.Strategy has none
 
 

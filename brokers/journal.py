@@ -7,11 +7,15 @@ Datetimes are naive exchange time like the bars; ``*_at`` wall-clock stamps are 
 
 ``events``: what an operator must find later, such as a halt of new entries with its reason.
 ``alerts``: every alert raised, sent or not (schema version 2).
+``bars``, ``controls``, ``session_status`` (schema version 3): what a reader (``run.py dashboard``) shows
+and asks: every bar received, an operator's commands with how the session resolved them, and each
+session's latest state.
 
 Schema versions (:data:`SCHEMA_VERSION`, kept in ``journal_schema``): a journal is migrated to the code's
 version when opened (one transaction, logged, an ``events`` row), and one newer than the code is refused,
 never misread. Version 1: orders, fills, positions, equity, predictions, strategy_state, events and meta
 (a journal made before versions were kept has these and no version: it is version 1). Version 2: + alerts.
+Version 3: + bars, controls, session_status, ``equity.recorded_at`` and an index of orders by ``created_at``.
 
 A dropped database connection (a PostgreSQL restart, a network cut) is retried with backoff, bounded
 by ``retry_attempts``: a transaction outside a batch is run again whole; inside a batch, the statements
@@ -34,7 +38,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import (JSON, Boolean, Column, DateTime, Float, Integer, MetaData, String, Table, bindparam,
+from sqlalchemy import (JSON, Boolean, Column, DateTime, Float, Index, Integer, MetaData, String, Table, bindparam,
                         create_engine, event, inspect, insert, select, text, update)
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
 
@@ -72,6 +76,7 @@ ORDERS = Table(
     Column("status_reason", String(500)),
     Column("created_at", DateTime, nullable=False),
     Column("updated_at", DateTime, nullable=False),
+    Index("ix_orders_created_at", "created_at"),  # schema version 3: a reader's newest orders first
 )
 
 FILLS = Table(
@@ -105,6 +110,7 @@ EQUITY = Table(
     Column("bar_datetime", DateTime, nullable=False, index=True),
     Column("equity", Float, nullable=False),
     Column("cash", Float, nullable=False),
+    Column("recorded_at", DateTime),  # schema version 3: when the bar was journaled (UTC): a reader's data age
 )
 
 PREDICTIONS = Table(
@@ -150,6 +156,39 @@ ALERTS = Table(  # schema version 2
     Column("delivered", Boolean, nullable=False),
 )
 
+BARS = Table(  # schema version 3: every bar the session received, for a reader (the dashboard's charts)
+    "bars", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("bar_datetime", DateTime, nullable=False, index=True),
+    Column("symbol", String(32), nullable=False),
+    Column("open", Float, nullable=False),
+    Column("high", Float, nullable=False),
+    Column("low", Float, nullable=False),
+    Column("close", Float, nullable=False),
+    Column("volume", Float, nullable=False),
+    Index("ix_bars_symbol_bar_datetime", "symbol", "bar_datetime"),
+)
+
+CONTROLS = Table(  # schema version 3: an operator's command, read and resolved by the session at its next bar
+    "controls", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", DateTime, nullable=False),  # UTC, when it was asked for
+    Column("who", String(128), nullable=False),
+    Column("action", String(32), nullable=False),  # pause | resume | reset_kill_switch | flatten
+    Column("symbol", String(32)),  # flatten: one symbol; none: every position
+    Column("status", String(16), nullable=False, index=True),  # pending | applied | refused
+    Column("resolved_at", DateTime),  # UTC
+    Column("bar_datetime", DateTime),  # the bar at which the session resolved it
+    Column("message", String(2000)),
+)
+
+SESSION_STATUS = Table(  # schema version 3: each session's latest state after a bar, for a reader
+    "session_status", metadata,
+    Column("session", String(128), primary_key=True),
+    Column("updated_at", DateTime, nullable=False),  # UTC
+    Column("status", JSON, nullable=False),
+)
+
 SCHEMA = Table(  # one row (id 1): the version of the journal's tables
     "journal_schema", metadata,
     Column("id", Integer, primary_key=True, autoincrement=False),
@@ -159,7 +198,7 @@ SCHEMA = Table(  # one row (id 1): the version of the journal's tables
 # A version table and a list of migration functions rather than Alembic: the journal is one module's
 # tables, migrated by the live process itself when it opens them (no separate upgrade command to forget),
 # and a migration is a few lines of SQLAlchemy Core here, tested on SQLite and PostgreSQL.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 V1_TABLES = ("orders", "fills", "positions", "equity", "predictions", "strategy_state", "events", "meta")
 
 
@@ -167,7 +206,15 @@ def _to_v2(conn) -> None:
     ALERTS.create(conn)
 
 
-MIGRATIONS = {1: _to_v2}  # version n -> the function that makes it version n + 1
+def _to_v3(conn) -> None:
+    for table in (BARS, CONTROLS, SESSION_STATUS):
+        table.create(conn)
+    next(i for i in ORDERS.indexes if i.name == "ix_orders_created_at").create(conn)
+    column = EQUITY.c.recorded_at
+    conn.execute(text(f"ALTER TABLE equity ADD COLUMN recorded_at {column.type.compile(dialect=conn.dialect)}"))
+
+
+MIGRATIONS = {1: _to_v2, 2: _to_v3}  # version n -> the function that makes it version n + 1
 
 
 # The statements of every order, fill and bar, built once with bound parameters: SQLAlchemy then
@@ -180,11 +227,14 @@ _INSERT_FILL = insert(FILLS)
 _FILL_SEEN = select(FILLS.c.id).where(FILLS.c.execution_id == bindparam("eid"))
 _INSERT_EQUITY = insert(EQUITY)
 _INSERT_POSITIONS = insert(POSITIONS)
+_INSERT_BARS = insert(BARS)
 _INSERT_PREDICTION = insert(PREDICTIONS)
 _STATE = select(STRATEGY_STATE).where(STRATEGY_STATE.c.name == bindparam("key"))
 _STATE_SEEN = select(STRATEGY_STATE.c.name).where(STRATEGY_STATE.c.name == bindparam("key"))
 _INSERT_STATE = insert(STRATEGY_STATE)
 _UPDATE_STATE = update(STRATEGY_STATE).where(STRATEGY_STATE.c.name == bindparam("key"))
+_PENDING_CONTROLS = select(CONTROLS).where(CONTROLS.c.status == "pending").order_by(CONTROLS.c.id)
+_ANY_PENDING_CONTROL = select(CONTROLS.c.id).where(CONTROLS.c.status == "pending").limit(1)  # every bar, live
 
 
 def _utcnow() -> dt.datetime:
@@ -542,13 +592,20 @@ class Journal:
 
     # ---- per bar -----------------------------------------------------------------------------
     def record_bar(self, bar_datetime: dt.datetime, *, equity_value: float, cash: float,
-                   holdings: list[tuple[str, float, float, float]]) -> None:
-        """Equity, cash and open positions (symbol, qty, avg price, market price) after a bar."""
-        statements = [(_INSERT_EQUITY, {"bar_datetime": bar_datetime, "equity": equity_value, "cash": cash})]
+                   holdings: list[tuple[str, float, float, float]],
+                   bars: list[tuple[str, dt.datetime, float, float, float, float, float]] = ()) -> None:
+        """Equity, cash and open positions (symbol, qty, avg price, market price) after a bar, and the
+        bars received with it (symbol, bar datetime, open, high, low, close, volume)."""
+        statements = [(_INSERT_EQUITY, {"bar_datetime": bar_datetime, "equity": equity_value, "cash": cash,
+                                        "recorded_at": _utcnow()})]
         if holdings:
             statements.append((_INSERT_POSITIONS, [
                 {"bar_datetime": bar_datetime, "symbol": s, "qty": q, "avg_price": p, "market_price": m}
                 for s, q, p, m in holdings]))
+        if bars:
+            statements.append((_INSERT_BARS, [
+                {"symbol": s, "bar_datetime": t, "open": o, "high": h, "low": lo, "close": c, "volume": v}
+                for s, t, o, h, lo, c, v in bars]))
         self._write(*statements)
 
     def record_predictions(self, bar_datetime: dt.datetime, model_id: str, rows: Iterable[tuple[str, dict]]) -> None:
@@ -612,4 +669,42 @@ class Journal:
         query = select(ALERTS).order_by(ALERTS.c.id)
         if rule is not None:
             query = query.where(ALERTS.c.rule == rule)
+        return [dict(r) for r in self._read(lambda conn: conn.execute(query).mappings().all())]
+
+    # ---- what a reader shows and asks (schema version 3) ------------------------------------------
+    def request_control(self, action: str, *, who: str, symbol: str | None = None) -> int:
+        """An operator's command for the session (``pending`` until it resolves it at its next bar);
+        its id. Thread-safe: a transaction of its own."""
+        with self.engine.begin() as conn:
+            return conn.execute(insert(CONTROLS).values(at=_utcnow(), who=who[:128], action=action, symbol=symbol,
+                                                        status="pending")).inserted_primary_key[0]
+
+    def has_pending_controls(self) -> bool:
+        """Whether a command waits (the session asks at every traded bar: one indexed SELECT of one id,
+        compiled once, tens of microseconds on SQLite)."""
+        return self._read(lambda conn: conn.execute(_ANY_PENDING_CONTROL).first()) is not None
+
+    def pending_controls(self) -> list[dict]:
+        """The commands not resolved yet, oldest first."""
+        return [dict(r) for r in self._read(lambda conn: conn.execute(_PENDING_CONTROLS).mappings().all())]
+
+    def resolve_control(self, control_id: int, status: str, message: str, bar_datetime: dt.datetime | None) -> None:
+        """``status``: applied or refused, with what the session did or why not."""
+        self._write((update(CONTROLS).where(CONTROLS.c.id == control_id).values(
+            status=status, message=message[:2000], bar_datetime=bar_datetime, resolved_at=_utcnow()),), durable=True)
+
+    def controls(self, limit: int | None = None) -> list[dict]:
+        """The commands asked for, newest first."""
+        query = select(CONTROLS).order_by(CONTROLS.c.id.desc()).limit(limit)
+        return [dict(r) for r in self._read(lambda conn: conn.execute(query).mappings().all())]
+
+    def publish_status(self, session: str, status: dict) -> None:
+        """A session's latest state (a JSON-ready dict), replacing the one before. Called from a
+        background thread: a transaction of its own, never a batch's connection."""
+        self._transaction([(SESSION_STATUS.delete().where(SESSION_STATUS.c.session == session),),
+                           (insert(SESSION_STATUS), {"session": session[:128], "updated_at": _utcnow(),
+                                                     "status": to_jsonable(status)})])
+
+    def session_status(self) -> list[dict]:
+        query = select(SESSION_STATUS).order_by(SESSION_STATUS.c.updated_at.desc())
         return [dict(r) for r in self._read(lambda conn: conn.execute(query).mappings().all())]

@@ -105,6 +105,7 @@ def _live(args, cfg) -> int:
     log_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.getLogger().addHandler(log_file)
     protect_logging(credentials.secrets, log_file)
+    _log_decisions(state_dir / "decisions.log")
     journal = Journal(args.journal or cfg.live.journal or sqlite_url(state_dir / "journal.sqlite"),
                       manual_checkpoints=True, **journal_options(cfg.live))
     from ops.observer import Observers
@@ -137,6 +138,17 @@ def _live(args, cfg) -> int:
         if metrics is not None:
             metrics.close()
     return 0
+
+
+def _log_decisions(path: Path) -> None:
+    """The plan's one line per decision (the ``decisions`` logger, debug level) into ``path``, as a
+    backtest's decisions.log, and not into the console or live.log."""
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    decisions = logging.getLogger("decisions")
+    decisions.setLevel(logging.DEBUG)
+    decisions.propagate = False
+    decisions.addHandler(handler)
 
 
 def alerts_from_config(cfg, journal, secrets, *, session: str):

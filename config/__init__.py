@@ -93,8 +93,8 @@ def load_config(path: str | Path | None = None, overrides: Mapping[str, Any] | N
 
 # settings that decide where the work runs or is kept, never what it computes: left out of a run's recorded
 # config and its fingerprint, so a run on Ray and one in a single process record the same
-# (alerts also because their URLs hold tokens, never written to a run's metrics.json)
-RESULT_NEUTRAL = {"executor": True, "reconciliation": True, "alerts": True, "features": {"cache", "cache_dir"}}
+# (alerts and dashboard also because they hold tokens, never written to a run's metrics.json)
+RESULT_NEUTRAL = {"executor": True, "reconciliation": True, "alerts": True, "dashboard": True, "features": {"cache", "cache_dir"}}
 
 
 def results_config(cfg: Config) -> dict:

@@ -465,6 +465,21 @@ class AlertsConfig(Section):
     timeout_seconds: float = Field(gt=0, description="HTTP timeout of one heartbeat ping")
 
 
+class DashboardConfig(Section):
+    """``python run.py dashboard``: the web dashboard of a run folder or a live journal (``dashboard``;
+    README, "Dashboard"). Tokens are better kept in DASHBOARD_TOKEN and DASHBOARD_READ_TOKEN."""
+
+    host: str = Field(min_length=1, description="address the dashboard binds to; any but a loopback address needs a token")
+    port: int = Field(ge=1, le=65535, description="its port")
+    token: str = Field(description="the control token: with it a browser may pause, resume, reset the kill switch and flatten; DASHBOARD_TOKEN overrides it; empty and no read_token: read-only, loopback only")
+    read_token: str = Field(description="a second token that only reads (a link to share); DASHBOARD_READ_TOKEN overrides it")
+    refresh_seconds: float = Field(gt=0, description="the page asks for new data this often")
+    stale_after_seconds: float = Field(gt=0, description="a live panel whose data is older than this turns visibly stale")
+    status_seconds: float = Field(gt=0, description="the live session publishes its state (gates, risk score, model health) to the journal at most this often")
+    chart_points: int = Field(ge=100, description="the equity chart's most points (a year of minute bars is thinned to its shape)")
+    log_lines: int = Field(ge=10, description="lines of the session log and decisions.log the Logs view shows")
+
+
 class Config(Section):
     data: DataConfig
     costs: CostsConfig
@@ -480,6 +495,7 @@ class Config(Section):
     executor: ExecutorConfig
     reconciliation: ReconciliationConfig
     alerts: AlertsConfig
+    dashboard: DashboardConfig
 
     @model_validator(mode="after")
     def _regimes_known_to_risk(self):

@@ -102,7 +102,18 @@ def session_facts(strategy, session, *, name: str, order_id_prefix: str, model: 
                               if strategy.getposition(d).size},
                 "cash": float(session.broker.getcash()), "value": float(session.broker.getvalue())},
         "carry": carried(strategy, session, name),
+        "controls": applied_controls(session),
     }
+
+
+def applied_controls(session) -> list[str]:
+    """The operator's controls the session applied (``ops.controls``), in words: the replay applies
+    none, so a session with one is not compared (its differences would be the operator's)."""
+    if session.trading_from is None:
+        return []
+    return [f"{c['action']}{' ' + c['symbol'] if c['symbol'] else ''} by {c['who']} at the bar of {c['bar_datetime']}"
+            for c in reversed(session.journal.controls())
+            if c["status"] == "applied" and c["bar_datetime"] is not None and c["bar_datetime"] >= session.trading_from]
 
 
 def carried(strategy, session, name: str) -> dict:
@@ -287,6 +298,8 @@ def reconcile_folder(cfg: Config, folder: Path, *, strategy_cls=None, state_dir:
     carry, reason = None, None
     if trading_from is None:
         reason = "the session never traded (warm-up only)"
+    elif facts.get("controls"):
+        reason = f"an operator's controls changed it, which the replay does not apply: {'; '.join(facts['controls'])}"
     elif started_with(facts) is not None:
         carry, why_not = start_carry(facts, previous_session(folder))
         if carry is None:

@@ -13,6 +13,9 @@ subscribed (``LiveBroker.reconcile``); the state is restored before the first ba
 one (``strategy.restore_state``), the broker hands back the orders by id with what they did
 meanwhile, and the latest unprocessed bars, if fresh, are decided again: the deterministic client
 ids make that idempotent.
+
+An operator's controls (``ops.controls``: pause, resume, reset_kill_switch, flatten, from the journal)
+are applied at the top of each traded bar, before the strategy decides; a pause is restored at start.
 """
 from __future__ import annotations
 
@@ -36,6 +39,7 @@ from config import Config
 from engine.backtest import BacktestResult, build_cerebro, collect_records, data_ends, run_result, trading_calendar
 from engine.compat import bt
 from feeds.live_feed import BarClock, BarGroup, ReplaySource, make_feeds, timeframe_of
+from ops.controls import ControlDesk
 from ops.observer import Observers
 from strategies import get_strategy
 from strategies.base import TradeGate
@@ -89,6 +93,8 @@ class LiveSession:
                                  entry_gate=entry_gate, order_id_prefix=order_id_prefix,
                                  cancel_wait_seconds=cfg.live.cancel_wait_seconds, bar_waiting=clock.bar_waiting,
                                  on_reconciled=clock.go_live, observers=self.observers)
+        # the operator's controls: a pause restored now (before the broker's first order), the rest at traded bars
+        self.controls = ControlDesk(journal, self.broker.halts, symbols)
         # shut through the warm-up when a policy decides the first bar traded (_on_release opens it)
         self.trade_gate = TradeGate() if policy is not None else None
         self.cerebro = build_cerebro(cfg, make_feeds(clock, symbols, timeframe), self.broker, strategy_cls,
@@ -125,6 +131,7 @@ class LiveSession:
             for symbol, bar in group.bars.items():
                 self.observers.bar_received(symbol, bar.datetime, wall_time)
         strategy = self.strategy = self.strategy or self.cerebro.runningstrats[0]
+        strategy.controls = self.controls  # applied by the strategy once it trades (PortfolioStrategy.next)
         self.broker.bar_in_progress = True
         if not self._restored and group.datetime > self.saved[0]:
             self._restored = True
@@ -250,10 +257,15 @@ class LiveRunner:
         self.strategy_cls, self.symbols, self.journal, self.state_dir = strategy_cls, symbols, journal, state_dir
         self.model = model
         self.adopt_positions = adopt_positions
-        self.observers = observers
+        from ops.status import JournalStatus
+
+        # the session's state in the journal, for `run.py dashboard`: always, whoever else observes
+        self.status = JournalStatus(journal, cfg.dashboard.status_seconds)
+        self.observers = observers if observers is not None else Observers()
+        self.observers.add(self.status)
         self.stop_event = stop_event or threading.Event()
         self.calendar = MarketCalendar(self.live.calendar)
-        self.store = AlpacaStore(credentials, self.live, paper=paper, observers=observers)
+        self.store = AlpacaStore(credentials, self.live, paper=paper, observers=self.observers)
         self.venue = AlpacaVenue(self.store, self.calendar.tz)
         self.prefix = self.live.order_id_prefix or f"{cfg.backtest.strategy}-"
         self.name = f"{self.prefix}{cfg.backtest.strategy}"
@@ -288,6 +300,7 @@ class LiveRunner:
                     break
         finally:
             self.venue.stop()
+            self.status.close()  # its last write (ended), before the caller closes the journal
 
     def _next_session(self) -> pd.Timestamp | None:
         """None if a session should run now, else when one should."""
@@ -307,6 +320,7 @@ class LiveRunner:
     def _sleep_until(self, when: pd.Timestamp) -> None:
         seconds = max(0.0, (when - self.calendar.now()).total_seconds())
         log.info("market closed: sleeping until %s", when.tz_convert(self.calendar.tz))
+        self.status.market_closed(f"{when.tz_convert(self.calendar.tz):%Y-%m-%d %H:%M %Z}")
         self.stop_event.wait(seconds)
 
     def _session(self) -> None:

@@ -40,6 +40,10 @@ class BarSnapshot:
     feature_drift_psi: dict[str, float] | None = None  # feature -> PSI of live values against training
     model_id: str | None = None
     model_trained_at: dt.datetime | None = None  # UTC, when the traded model was fitted
+    model_training_window: list[str] | None = None  # first and last bar (ISO) of its training rows
+    entries_halted_by: str | None = None        # what halts them: "broker" (a journal/broker difference) or "feed"
+    entries_paused: dict | None = None          # an operator's pause (ops.controls): who, at (UTC), control_id
+    risk_figures: dict = field(default_factory=dict)  # the strategy's risk_figures(): kill_switch, daily_loss
 
 
 class SessionObserver:

@@ -10,7 +10,8 @@ defaults a subclass overrides: its warm-up (``required_bars``), whether it train
 (``trains_models``, ``bars_before_first_training``, ``retrain_now``, ``walk_forward``), the kill
 switch's verdict (``halted``), the bar's predictions for the live journal (``bar_predictions``), and
 the state a live restart carries on from (``save_state`` / ``restore_state``, with the subclass's own
-``export_state`` / ``import_state``).
+``export_state`` / ``import_state``), and an operator's controls (``flatten``, ``reset_kill_switch``:
+``ops.controls``).
 """
 from __future__ import annotations
 
@@ -21,13 +22,15 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 from engine.compat import bt
+from ops.controls import ControlRefused
 from risk.position_rules import PositionState
 
 log = logging.getLogger("strategy")
 
 # exit reasons a trade can end with (trades.csv `exit_reason`); `rank`: ml_rank sold a holding that
-# fell out of its keep_k
-EXIT_REASONS = ("stop", "trailing_stop", "target", "signal", "time", "rank", "kill_switch", "delisted", "end")
+# fell out of its keep_k; `manual`: an operator's flatten (``ops.controls``)
+EXIT_REASONS = ("stop", "trailing_stop", "target", "signal", "time", "rank", "kill_switch", "delisted", "manual",
+                "end")
 
 
 @dataclass
@@ -110,6 +113,7 @@ class PortfolioStrategy(bt.Strategy):
     # is retrained on the schedule
     trains_models = False
     halted: dict | None = None  # the kill switch's verdict once it tripped (when, why): metrics.json reports it
+    controls = None  # live: the session's ops.controls.ControlDesk, applied at the top of each traded bar
 
     @classmethod
     def required_bars(cls, cfg) -> int:
@@ -150,6 +154,11 @@ class PortfolioStrategy(bt.Strategy):
             if plan is not None and plan.entry_datetime is not None:
                 plan.bars_held += 1
         if self.trade_gate.allows(self.now):
+            if self.controls is not None:
+                # here, not in the session's bar release: the feeds hold the new bar and ``now`` is set, so a
+                # flatten's exits carry this bar's order ids and prices, and a reset or a pause holds for
+                # the decision that follows; on the trading thread, as every order is placed
+                self.controls.apply(self, self.now)
             if self._closing_num:
                 self._close_delisted(fresh)
             self.decide(self.now, fresh)
@@ -199,6 +208,10 @@ class PortfolioStrategy(bt.Strategy):
         optional take-profit order that become active once the entry fills (one cancels the other)."""
         symbol = d._name
         if size <= 0 or symbol in self.positions_plan or self._leaving(d):
+            return None
+        paused = getattr(self.broker, "entries_paused", None)  # an operator's pause (live): the broker would refuse it
+        if paused:
+            log.debug("%s entry %s not placed: %s", self.now, symbol, paused)
             return None
         has_children = stop_price is not None or target_price is not None
         info = dict(initial_stop=stop_price, target=target_price, confidence=confidence,
@@ -334,6 +347,46 @@ class PortfolioStrategy(bt.Strategy):
         risk_score, confidences, calibration_error, feature_drift_psi, model_id, model_trained_at).
         Called live after each bar once its orders are sent; none here."""
         return {}
+
+    def risk_figures(self) -> dict:
+        """The account gates' figures after a bar, for the live status (``ops.status``): ``kill_switch``
+        (peak_equity, drawdown, limit, tripped, ...) and ``daily_loss`` (day, day_start_equity, day_loss,
+        limit, blocked, ...), those the strategy has; none here."""
+        return {}
+
+    # ---- an operator's controls (ops.controls), applied before the bar's decision ---------------
+    def reset_kill_switch(self, equity: float) -> str:
+        """Clear a tripped kill switch at ``equity``; what was done. ControlRefused: none to reset."""
+        raise ControlRefused(f"the strategy {type(self).__name__} has no kill switch to reset")
+
+    def flatten(self, symbol: str | None = None) -> str:
+        """Sell ``symbol``'s long position (None: every one) with this bar's orders (exit reason
+        ``manual``), cancelling its pending entry; what was done. ControlRefused: nothing to flatten.
+        It does not pause: the strategy may enter again at a later bar."""
+        by_name = {d._name: d for d in self.datas}
+        names = [symbol] if symbol is not None else sorted(
+            set(self.positions_plan) | {name for name, d in by_name.items() if self.getposition(d).size > 0})
+        done = []
+        for name in names:
+            d, plan = by_name[name], self.positions_plan.get(name)
+            held = self.getposition(d).size
+            if plan is not None and plan.entry_datetime is None and plan.entry_order.alive():
+                self.cancel(plan.entry_order)
+                done.append(f"pending entry of {name} canceled")
+            if held <= 0:
+                continue
+            if plan is not None and plan.exiting:
+                done.append(f"{name} already exiting")
+            elif plan is not None:
+                self.exit_position(d, "manual")
+                done.append(f"sell {held:g} {name}")
+            else:  # a position without a plan (adopted): sold all the same
+                self._tag(self.sell(data=d, size=held, exectype=self._entry_exectype), name, "manual", exit=True)
+                done.append(f"sell {held:g} {name}")
+        if not done:
+            raise ControlRefused(f"no position in {symbol}" if symbol is not None else "no position to flatten")
+        return (f"{'; '.join(done)} (exit manual, with this bar's orders); flattening does not pause: the strategy "
+                "may enter again (pause first to stay out)")
 
     def bar_predictions(self) -> tuple[str, list[tuple[str, dict]]] | None:
         """This bar's predictions for the live journal: (model id, [(symbol, values)]); None: none."""

@@ -59,6 +59,7 @@ from risk.portfolio import MeanVarianceSizer
 from risk.position_rules import Exit, Halve, HeldPosition, MoveTarget, Prediction, manage_position, time_is_up
 from risk.sizing import cost_rate, entry_shares, equal_weight_sizes
 from risk.stops import initial_stop_pct
+from ops.controls import ControlRefused
 from strategies.base import PortfolioStrategy
 from strategies.ranking import fill_slots
 from strategies.signals import WalkForwardSignals
@@ -122,6 +123,7 @@ class MLStrategy(PortfolioStrategy):
         self._monitor = None         # ops.drift.ModelMonitor, built by the first monitoring() (live)
         self._monitored = (None, -1)  # (the model monitored, the last bar monitored)
         self._model_trained_at: dt.datetime | None = None
+        self._training_window: list[str] | None = None  # first and last bar of the traded model's training rows
         if self.p.model is not None:
             self._load_registry_model(self.p.model)
 
@@ -174,6 +176,8 @@ class MLStrategy(PortfolioStrategy):
             lo, hi = (predictor.train_bars_range if self.signals.model_id is None
                       else (max(0, t - models.train_bars), t - 1))
             monitor.refit(data.values[lo: hi + 1].reshape(-1, data.values.shape[2]), n_symbols=data.values.shape[1])
+            if data.times is not None:
+                self._training_window = [data.times[lo].isoformat(), data.times[hi].isoformat()]
             if self.signals.model_id is None:
                 self._model_trained_at = dt.datetime.now(dt.timezone.utc)
         if self._monitored[1] != t:
@@ -186,7 +190,7 @@ class MLStrategy(PortfolioStrategy):
         return {"confidences": [] if p is None else p.confidence.tolist(),
                 "calibration_error": monitor.calibration.error() if monitor.calibration.resolved else None,
                 "feature_drift_psi": monitor.drift(), "model_id": model_id,
-                "model_trained_at": self._model_trained_at}
+                "model_trained_at": self._model_trained_at, "model_training_window": self._training_window}
 
     def retrain_now(self) -> None:
         """The live runner's scheduled retrain (``live.retrain_every_days``), after the close."""
@@ -279,9 +283,10 @@ class RiskGatedPlan(MLStrategy):
         self.decision_lines: list[str] = []
         self._blocked_day = None
         self.bar_risk_scores: list[float] = []  # the risk manager's scores of this bar's entry candidates
+        self.bar_risk_components: list[dict[str, float]] = []  # and the parts of each score
 
     def next(self):
-        self.bar_risk_scores = []
+        self.bar_risk_scores, self.bar_risk_components = [], []
         super().next()
 
     def monitoring(self) -> dict:
@@ -290,6 +295,36 @@ class RiskGatedPlan(MLStrategy):
         return {**super().monitoring(), "kill_switch_tripped": self.risk.kill_switch.tripped,
                 "daily_loss_limit_reached": self.risk.daily_loss.blocked,
                 "risk_score": float(np.mean(scores)) if scores else None}
+
+    def risk_figures(self) -> dict:
+        """The kill switch's and the daily loss limit's figures at the last bar (``ops.status``)."""
+        switch, daily = self.risk.kill_switch, self.risk.daily_loss
+        equity = daily.last_equity
+        return {"kill_switch": {"tripped": switch.tripped, "limit": switch.limit, "peak_equity": switch.peak_equity,
+                                "drawdown": switch.drawdown(equity) if equity is not None else None,
+                                "tripped_at": switch.tripped_at, "reason": switch.reason or None},
+                "daily_loss": {"blocked": daily.blocked, "limit": daily.limit, "day": daily.day,
+                               "day_start_equity": daily.day_start_equity, "day_loss": daily.day_loss,
+                               "reason": daily.reason or None},
+                # the mean of each part of the risk score over the bar's entry candidates (None: none)
+                "risk_components": pd.DataFrame(self.bar_risk_components).mean().to_dict()
+                if self.bar_risk_components else None}
+
+    def reset_kill_switch(self, equity: float) -> str:
+        """An operator's reset (``ops.controls``), before this bar's decision: the latch cleared, its
+        peak restarted at ``equity`` (``DrawdownKillSwitch.reset``), entries allowed again from this
+        bar; the state saved after the bar carries it, so a restart does not trip it again."""
+        switch = self.risk.kill_switch
+        if not switch.tripped:
+            drawdown = switch.drawdown(equity)
+            raise ControlRefused(f"the kill switch is not tripped (drawdown {drawdown:.2%}, limit {switch.limit:.2%})")
+        was = switch.reason
+        switch.reset(equity)
+        self.halted = None
+        self._decision(self.now, "-", f"KILL SWITCH RESET by an operator at equity {equity:,.2f}: entries allowed")
+        log.warning("%s kill switch reset at equity %.2f (it was: %s)", self.now, equity, was)
+        return (f"kill switch reset: its peak restarts at equity {equity:,.2f}; entries allowed from this bar "
+                f"(was: {was})")
 
     # ---- the gates and the decision log -------------------------------------------------------
     def _decision(self, now, symbol: str, text: str) -> None:
@@ -327,6 +362,7 @@ class RiskGatedPlan(MLStrategy):
         name = candidate.symbol
         assessment = self.risk.assess(candidate, portfolio)
         self.bar_risk_scores.append(assessment.score)
+        self.bar_risk_components.append(assessment.components)
         if not assessment.approved:
             self._decision(now, name, f"rejected score {assessment.score:.2f}: {'; '.join(assessment.reasons)}")
             return None

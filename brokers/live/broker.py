@@ -17,7 +17,7 @@ replay) and is assembled from parts, one job each:
   notifications (Margin where ``VenueCapabilities.is_margin``), fills booked as BackBroker does;
 - ``brokers.live.reconcile`` (restart: one consistent view of the venue becomes the book, orders
   reclaimed by id) and ``brokers.live.sync`` (the periodic sync; a book that disagrees with the venue);
-- ``brokers.live.halts``: why new entries are held back (exits still go out).
+- ``brokers.live.halts``: why new entries are held back (exits still go out), an operator's pause too.
 
 A long-only strategy's sell beyond the long position held is refused; rejections are logged with the
 venue's reason and reach the strategy; nothing is retried blindly. ``entry_gate``: a callable returning
@@ -116,6 +116,11 @@ class LiveBroker(bt.BrokerBase):
     def halted(self) -> dict[str, str]:
         """Why new entries are held back, by cause (see ``brokers.live.halts``)."""
         return self.halts.reasons
+
+    @property
+    def entries_paused(self) -> str | None:
+        """Why an operator paused new entries (``ops.controls``), None when not paused."""
+        return self.halts.paused
 
     @property
     def unsent_at_start(self) -> list[str]:

@@ -1,5 +1,6 @@
 """Why new entries are held back (exits still go out): a restart's book the journal cannot explain,
-or no consistent view of the venue at start. Each cause is logged and journaled once, until resumed."""
+or no consistent view of the venue at start. Each cause is logged and journaled once, until resumed.
+An operator's pause (``ops.controls``) is held apart, in ``paused``: it is no mismatch of the book."""
 from __future__ import annotations
 
 import logging
@@ -13,6 +14,7 @@ class EntryHalts:
     def __init__(self, journal):
         self.journal = journal
         self.reasons: dict[str, str] = {}  # by cause
+        self.paused: str | None = None  # why an operator paused new entries (set by ops.controls.ControlDesk)
 
     def halt(self, key: str, reason: str) -> None:
         """Hold back new entries for ``reason``; logged and journaled once."""

@@ -264,7 +264,8 @@ class Outbox:
     def held_back(self, entry, cid: str) -> str | None:
         """Why a family is journaled and refused rather than sent: a take-profit dropped from its pair
         (logged once per reason); a long-only strategy's sell of more than the long position held (the
-        book is the broker's, reconciled at start); or, for an entry, a halt or the entry gate's reason."""
+        book is the broker's, reconciled at start); or, for an entry, a halt, an operator's pause or the entry
+        gate's reason."""
         dropped = entry.info.get("_dropped")
         if dropped:
             if dropped not in self._logged_refusals:
@@ -280,7 +281,7 @@ class Outbox:
             log.error("order %s not sent: %s", cid, reason)
             return reason
         if self.tracker.opens_position(entry):
-            reason = self.halts.reason() or (self.entry_gate() if self.entry_gate else None)
+            reason = self.halts.reason() or self.halts.paused or (self.entry_gate() if self.entry_gate else None)
             if reason:
                 log.warning("entry %s not sent: %s", cid, reason)
                 return reason

@@ -107,6 +107,8 @@ def v1_journal(url: str) -> None:
     v1 = MetaData()
     for name in V1_TABLES:
         metadata.tables[name].to_metadata(v1)
+    v1.tables["equity"]._columns.remove(v1.tables["equity"].c.recorded_at)  # version 3's column and index
+    v1.tables["orders"].indexes.discard(next(i for i in v1.tables["orders"].indexes if i.name == "ix_orders_created_at"))
     engine = create_engine(url)
     v1.create_all(engine)
     with engine.begin() as conn:
@@ -312,3 +314,22 @@ def test_an_order_whose_intent_cannot_be_written_never_reaches_the_venue(journal
         engine.live.run_replay(cfg, bars, strategy_cls=MomentumBreakout, journal_url=journal_url)
     [inserts] = hooked
     assert len(inserts) == 3 and submitted == []  # three attempts at the intent, no order sent
+
+
+def test_version_3_keeps_bars_controls_and_session_status(journal_url):
+    v1_journal(journal_url)
+    journal = Journal(journal_url)  # migrated from version 1: equity gains recorded_at
+    journal.record_bar(T, equity_value=100.0, cash=50.0, holdings=[("AAPL", 1.0, 50.0, 50.0)],
+                       bars=[("AAPL", T, 49.0, 51.0, 48.5, 50.0, 1000.0)])
+    assert journal.table("equity")[0]["recorded_at"] is not None
+    assert journal.table("bars")[0]["close"] == 50.0
+    first = journal.request_control("pause", who="dashboard")
+    second = journal.request_control("flatten", who="dashboard", symbol="AAPL")
+    assert [c["id"] for c in journal.pending_controls()] == [first, second]
+    journal.resolve_control(first, "applied", "new entries paused", T)
+    assert [c["id"] for c in journal.pending_controls()] == [second]
+    assert journal.controls(limit=1)[0]["id"] == second and journal.controls()[1]["status"] == "applied"
+    journal.publish_status("s1", {"equity": 100.0})
+    journal.publish_status("s1", {"equity": 101.0})
+    assert [(s["session"], s["status"]) for s in journal.session_status()] == [("s1", {"equity": 101.0})]
+    journal.close()

@@ -70,6 +70,26 @@ def test_a_clean_session_is_reported_with_no_differences(server, deployment):
 
 
 @pytest.mark.slow
+def test_a_session_an_operator_steered_is_not_compared_and_says_why(server, deployment):
+    """A flatten from the dashboard changes the session; the replay applies no controls, so comparing
+    would alert on the operator's act: the report says so instead, and nothing is alerted."""
+    from brokers.journal import Journal
+
+    mismatches = Mismatches()
+    deployment.start(observers=Observers(mismatches))
+    deployment.push(deployment.live[:8])
+    journal = Journal(deployment.journal_url)
+    journal.request_control("pause", who="tester")
+    journal.close()
+    deployment.push(deployment.live[8:12])
+    deployment.stop()
+    report = report_of(deployment)
+    assert not report["compared"] and "an operator's controls changed it" in report["note"]
+    assert "pause by tester at the bar of" in report["note"]
+    assert not mismatches.messages
+
+
+@pytest.mark.slow
 def test_a_rejected_order_is_named_by_the_report_and_alerted(server, deployment):
     mismatches = Mismatches()
     deployment.start(observers=Observers(mismatches))
