@@ -30,8 +30,13 @@ fall in one day of the calendar.
 port; off otherwise); ``--scrape SECONDS``: a thread of this process reads them over HTTP every
 SECONDS meanwhile, as Prometheus would (the issue: within 10% of the latency without metrics).
 
+``--dashboard SECONDS``: a ``python run.py dashboard --journal URL`` process reads the live process's
+journal (on a free port, started once the journal exists), and a thread of this process GETs its
+``/api/overview``, ``/api/positions`` and ``/api/orders`` every SECONDS meanwhile, as an open page does
+(the issue: within 10% of the latency without it).
+
 Goal (the issue): p99 under 20 ms. Usage: ``python benchmarks/live_latency.py [--strategy ml]
-[--symbols 50] [--bars 300] [--metrics [--scrape 1]]``; ``BENCH_PROFILE=FILE`` runs the live
+[--symbols 50] [--bars 300] [--metrics [--scrape 1]] [--dashboard 1]``; ``BENCH_PROFILE=FILE`` runs the live
 process under cProfile.
 """
 from __future__ import annotations
@@ -49,7 +54,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import pandas as pd
@@ -172,14 +179,15 @@ class Progress:
             self.journal.close()
 
 
-def wait_for(predicate, timeout: float, what: str, process: subprocess.Popen, output: Path) -> None:
+def wait_for(predicate, timeout: float, what: str, process: subprocess.Popen, output: Path,
+             who: str = "the live process") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
             return
         if process.poll() is not None:
             tail = "\n".join(output.read_text(errors="replace").splitlines()[-5:])
-            raise SystemExit(f"the live process ended (status {process.returncode}) before {what}:\n{tail}")
+            raise SystemExit(f"{who} ended (status {process.returncode}) before {what}:\n{tail}")
         time.sleep(0.02)
     raise SystemExit(f"timed out waiting for {what}")
 
@@ -237,6 +245,64 @@ class Scraper:
         self.count, self.failures, self.median_seconds = int(count), int(failures), float(median)
 
 
+def answers(url: str, timeout: float = 5.0) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            response.read()
+        return True
+    except OSError:
+        return False
+
+
+class Dashboard:
+    """``run.py dashboard`` on the live process's journal, in a process of its own, and a thread of
+    this one that GETs its overview, positions and orders every ``every`` seconds, as an open page
+    does. After :meth:`stop`: the answers' count, failures and median duration."""
+
+    APIS = ("/api/overview", "/api/positions", "/api/orders")
+
+    def __init__(self, journal: Path, every: float, output: Path):
+        self.base, self.every, self.output = f"http://127.0.0.1:{free_port()}", every, output
+        with open(output, "w") as log:
+            self.process = subprocess.Popen([sys.executable, "run.py", "dashboard", "--journal", sqlite_url(journal),
+                                             "--port", self.base.rsplit(":", 1)[1]], cwd=ROOT, stdout=log,
+                                            stderr=subprocess.STDOUT)
+        self.durations: list[float] = []
+        self.failures = 0
+        self.halt = threading.Event()
+        self.thread = threading.Thread(target=self._poll, name="dashboard-poller", daemon=True)
+
+    def start(self) -> None:
+        wait_for(lambda: answers(f"{self.base}/healthz", 1.0), 120, "it served /healthz", self.process, self.output,
+                 "the dashboard")
+        self.thread.start()
+
+    def _poll(self) -> None:
+        while not self.halt.wait(self.every):
+            for path in self.APIS:
+                started = time.perf_counter()
+                if answers(self.base + path):
+                    self.durations.append(time.perf_counter() - started)
+                else:
+                    self.failures += 1
+
+    def stop(self) -> None:
+        self.halt.set()
+        if self.thread.is_alive():
+            self.thread.join()
+        self.process.terminate()
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def summary(self) -> str:
+        median = statistics.median(self.durations) * 1000 if self.durations else 0.0
+        return (f"dashboard polled every {self.every:g} s ({len(self.durations)} answers, {self.failures} failures, "
+                f"median {median:.1f} ms); ")
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
@@ -253,9 +319,13 @@ def main() -> None:
     parser.add_argument("--history", type=int, help="warm-up bars (live.warmup_bars; momentum_breakout: 320, at "
                                                     "least the longest feature warm-up, 302; ml: that plus "
                                                     "models.train_bars and the fit's bar)")
+    parser.add_argument("--dashboard", type=float, metavar="SECONDS",
+                        help="a run.py dashboard on the journal, its overview, positions and orders read every SECONDS")
     args = parser.parse_args()
     if args.scrape is not None and (not args.metrics or args.scrape <= 0):
         parser.error("--scrape SECONDS needs --metrics and SECONDS > 0")
+    if args.dashboard is not None and args.dashboard <= 0:
+        parser.error("--dashboard SECONDS needs SECONDS > 0")
     if args.history is None:
         args.history = 320 if args.strategy == MOMENTUM else ml_history()
     bars, source = universe(args.symbols, args.history + args.bars)
@@ -293,8 +363,12 @@ def main() -> None:
             process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         progress = Progress(tmp / "state" / "journal.sqlite", f"{PREFIX}{args.strategy}")
         scraper = Scraper(f"http://127.0.0.1:{metrics_port}/metrics", args.scrape) if args.scrape else None
+        dashboard = None
         try:
             wait_for(lambda: server.connected() == (1, 1), 120, "the live process connected", process, output)
+            if args.dashboard:  # the journal exists now
+                dashboard = Dashboard(tmp / "state" / "journal.sqlite", args.dashboard, tmp / "dashboard.out")
+                dashboard.start()
             last_history = stamped[args.history - 1][symbols[0]].datetime
             # ml: each warm-up bar past the features' warm-up is predicted too
             warmup_seconds = 120 if args.strategy == MOMENTUM else 900
@@ -315,6 +389,8 @@ def main() -> None:
             progress.close()
             if scraper is not None:
                 scraper.stop()
+            if dashboard is not None:
+                dashboard.stop()
         first_order, every_order = [], []
         by_bar: dict[dt.datetime, list[float]] = {}
         for cid, arrived in zip(server.submissions, server.submitted_at):
@@ -327,6 +403,8 @@ def main() -> None:
     if args.metrics:
         strategy += "metrics on" + (f", scraped every {args.scrape:g} s ({scraper.count} scrapes, median "
                                     f"{scraper.median_seconds * 1000:.1f} ms)" if scraper is not None else "") + "; "
+    if dashboard is not None:
+        strategy += dashboard.summary()
     print(f"{strategy}data: {source}: {len(symbols)} symbols, {args.history} warm-up bars, {args.bars} live bars; "
           f"{len(by_bar)} bars placed {len(every_order)} orders")
     for label, values in (("first order of a bar", first_order), ("every order", every_order)):

@@ -159,3 +159,15 @@ def test_only_the_alpaca_adapter_imports_alpaca_py(module):
     """The rest reaches Alpaca through the adapter's modules, never alpaca-py directly."""
     direct = [name for name in _direct_imports(module) if _matches(name, ("alpaca",))]
     assert direct == [], f"{module} imports alpaca-py ({direct}): that belongs in brokers.alpaca"
+
+
+# ---- the dashboard ----------------------------------------------------------------------------------
+# It reads records and the journal and serves pages: it never loads Backtrader, a venue or the live path.
+DASHBOARD = [_module_name(path) for path in sorted((ROOT / "dashboard").rglob("*.py"))]
+
+
+@pytest.mark.parametrize("module", DASHBOARD)
+def test_the_dashboard_reaches_no_engine_or_venue(module):
+    chain = _import_chain(module, lambda name: _matches(name, ("backtrader", "alpaca", "engine", "strategies",
+                                                               "brokers.live", "brokers.alpaca", "feeds.live_feed")))
+    assert chain is None, f"the dashboard must stay a reader: {' -> '.join(chain)}"

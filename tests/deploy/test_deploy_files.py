@@ -341,10 +341,10 @@ def test_dockerignore_keeps_secrets_and_local_state_out_but_not_the_code():
 
 # --- docker-compose.yml and the env file --------------------------------------------------------------
 
-def test_compose_has_the_four_services_on_named_volumes():
+def test_compose_has_the_five_services_on_named_volumes():
     spec = compose()
     services = spec["services"]
-    assert set(services) == {"bot", "postgres", "prometheus", "grafana"}
+    assert set(services) == {"bot", "postgres", "prometheus", "grafana", "dashboard"}
     declared = set(spec["volumes"])
     for name, service in services.items():
         mounts = service_volumes(service)
@@ -366,16 +366,17 @@ def test_compose_takes_every_variable_from_the_env_file_and_the_repo_holds_no_se
             used[name] = used.get(name, False) or required
     assert set(used) == set(example), (f"used, not in deploy/.env.example: {set(used) - set(example)}; "
                                        f"documented, never used: {set(example) - set(used)}")
-    for name in ("APCA_API_KEY_ID", "APCA_API_SECRET_KEY", "POSTGRES_PASSWORD", "GRAFANA_ADMIN_PASSWORD"):
+    for name in ("APCA_API_KEY_ID", "APCA_API_SECRET_KEY", "POSTGRES_PASSWORD", "GRAFANA_ADMIN_PASSWORD",
+                 "DASHBOARD_TOKEN"):
         assert used[name], f"{name}: compose must refuse to start without it (${{{name}:?...}})"
-    secrets = [name for name in example if re.search(r"KEY|SECRET|PASSWORD|CONFIRM|URLS", name)]
+    secrets = [name for name in example if re.search(r"KEY|SECRET|PASSWORD|CONFIRM|URLS|TOKEN", name)]
     assert {"APCA_API_KEY_ID", "APCA_API_SECRET_KEY", "POSTGRES_PASSWORD", "GRAFANA_ADMIN_PASSWORD",
-            "TRADER_ALERT_URLS"} <= set(secrets)
+            "TRADER_ALERT_URLS", "DASHBOARD_TOKEN", "DASHBOARD_READ_TOKEN"} <= set(secrets)
     assert all(example[name] == "" for name in secrets), "deploy/.env.example must hold no secret value"
     # nothing secret is written into a compose file: every value of a secret-looking key is interpolated
     for name, service in compose()["services"].items():
         for key, value in (service.get("environment") or {}).items():
-            if re.search(r"KEY|SECRET|PASSWORD", key):
+            if re.search(r"KEY|SECRET|PASSWORD|TOKEN", key):
                 assert str(value).startswith("${"), f"{name}.{key} is written in the file"
     assert ".env" in (ROOT / ".gitignore").read_text(encoding="utf-8").split()
 
@@ -396,6 +397,27 @@ def test_compose_bot_reaches_the_journal_it_is_configured_with():
     assert "pg_isready" in " ".join(services["postgres"]["healthcheck"]["test"])
     environment = services["bot"]["environment"]
     assert {"APCA_API_KEY_ID", "APCA_API_SECRET_KEY"} <= set(environment)  # brokers/alpaca/credentials.py
+
+
+def test_compose_dashboard_reads_the_bots_journal_and_state_and_needs_its_token():
+    from cli.dashboard import add_arguments
+    import argparse
+
+    services = compose()["services"]
+    dashboard = services["dashboard"]
+    assert dashboard["image"] == services["bot"]["image"]
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(dashboard["command"][3:])  # after python run.py dashboard
+    assert (ROOT / args.config).resolve() == (ROOT / LIVE_CONFIG).resolve() and args.host == "0.0.0.0"
+    assert args.run is None and args.journal is None  # the config's journal and state folder
+    cfg = live_config()
+    mounts = service_volumes(dashboard)
+    assert mounts[cfg.live.state_dir] == service_volumes(services["bot"])[cfg.live.state_dir]
+    assert dashboard["environment"]["PGPASSWORD"] == services["postgres"]["environment"]["POSTGRES_PASSWORD"]
+    assert dashboard["environment"]["DASHBOARD_TOKEN"].startswith("${DASHBOARD_TOKEN:?")  # refused without it
+    assert any(str(port).endswith(":8050") for port in dashboard["ports"])
+    assert "/healthz" in " ".join(dashboard["healthcheck"]["test"])
 
 
 # --- Prometheus ---------------------------------------------------------------------------------------
