@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""The command line: ``python run.py {backtest,features,train,live,dashboard} --help``.
+"""The command line: ``python run.py {backtest,features,train,live,dashboard,news} --help``.
 
 Each command lives in ``cli/<command>.py`` with ``add_arguments(parser)`` and ``run(args) -> int``.
 A ``UserError`` (bad data, bad config, bad option) is printed as one line, exit status 2, no traceback.
@@ -20,6 +20,7 @@ COMMANDS = {
     "train": "train the ML ensemble walk-forward on history and save it in the model registry for live use",
     "live": "trade the strategy on Alpaca (paper by default), or --replay recorded bars through the live path",
     "dashboard": "watch a run folder or a live session in the browser, and steer a live one (pause, flatten ...)",
+    "news": "download Alpaca's news headlines of some symbols into the CSV data.news reads (resumable)",
 }
 
 

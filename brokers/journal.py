@@ -7,6 +7,8 @@ Datetimes are naive exchange time like the bars; ``*_at`` wall-clock stamps are 
 
 ``events``: what an operator must find later, such as a halt of new entries with its reason.
 ``alerts``: every alert raised, sent or not (schema version 2).
+``news`` (schema version 4): every headline the live features read, with when it was published,
+received and counted.
 ``bars``, ``controls``, ``session_status`` (schema version 3): what a reader (``run.py dashboard``) shows
 and asks: every bar received, an operator's commands with how the session resolved them, and each
 session's latest state.
@@ -16,6 +18,7 @@ version when opened (one transaction, logged, an ``events`` row), and one newer 
 never misread. Version 1: orders, fills, positions, equity, predictions, strategy_state, events and meta
 (a journal made before versions were kept has these and no version: it is version 1). Version 2: + alerts.
 Version 3: + bars, controls, session_status, ``equity.recorded_at`` and an index of orders by ``created_at``.
+Version 4: + news (the headlines a live session's sentiment features read, once per article and symbol).
 
 A dropped database connection (a PostgreSQL restart, a network cut) is retried with backoff, bounded
 by ``retry_attempts``: a transaction outside a batch is run again whole; inside a batch, the statements
@@ -38,7 +41,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import (JSON, Boolean, Column, DateTime, Float, Index, Integer, MetaData, String, Table, bindparam,
+from sqlalchemy import (JSON, Boolean, Column, DateTime, Float, Index, Integer, MetaData, String, Table,
+                        UniqueConstraint, bindparam,
                         create_engine, event, inspect, insert, select, text, update)
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
 
@@ -189,6 +193,23 @@ SESSION_STATUS = Table(  # schema version 3: each session's latest state after a
     Column("status", JSON, nullable=False),
 )
 
+NEWS = Table(  # schema version 4: every headline the live session's features read (docs/live.md, News)
+    "news", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("article_id", String(64), nullable=False),  # Alpaca's news id (one article: a row per symbol)
+    Column("symbol", String(32), nullable=False),
+    Column("created_at", DateTime, nullable=False),  # UTC, the article's publication (Alpaca's created_at)
+    Column("received_at", DateTime, nullable=False),  # UTC, when this process got it (stream or REST backfill)
+    # UTC, from when the features count it: max(created_at, received_at) for a streamed headline,
+    # created_at for one a session's start fetched (it is in the engine before any bar is evaluated)
+    Column("available_at", DateTime, nullable=False, index=True),
+    Column("source", String(8), nullable=False),  # stream | rest
+    Column("headline", String(1000), nullable=False),
+    Column("summary", String(4000), nullable=False),
+    Column("score", Float, nullable=False),  # VADER compound score of the headline (features.sources)
+    UniqueConstraint("article_id", "symbol", name="uq_news_article_symbol"),
+)
+
 SCHEMA = Table(  # one row (id 1): the version of the journal's tables
     "journal_schema", metadata,
     Column("id", Integer, primary_key=True, autoincrement=False),
@@ -198,7 +219,7 @@ SCHEMA = Table(  # one row (id 1): the version of the journal's tables
 # A version table and a list of migration functions rather than Alembic: the journal is one module's
 # tables, migrated by the live process itself when it opens them (no separate upgrade command to forget),
 # and a migration is a few lines of SQLAlchemy Core here, tested on SQLite and PostgreSQL.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 V1_TABLES = ("orders", "fills", "positions", "equity", "predictions", "strategy_state", "events", "meta")
 
 
@@ -214,7 +235,11 @@ def _to_v3(conn) -> None:
     conn.execute(text(f"ALTER TABLE equity ADD COLUMN recorded_at {column.type.compile(dialect=conn.dialect)}"))
 
 
-MIGRATIONS = {1: _to_v2, 2: _to_v3}  # version n -> the function that makes it version n + 1
+def _to_v4(conn) -> None:
+    NEWS.create(conn)
+
+
+MIGRATIONS = {1: _to_v2, 2: _to_v3, 3: _to_v4}  # version n -> the function that makes it version n + 1
 
 
 # The statements of every order, fill and bar, built once with bound parameters: SQLAlchemy then
@@ -617,6 +642,49 @@ class Journal:
                    "recorded_at": now} for symbol, values in rows]
         if params:
             self._write((_INSERT_PREDICTION, params),)
+
+    def record_news(self, rows: list[dict]) -> list[dict]:
+        """Headlines (dicts of the ``news`` columns but ``id``), each (article_id, symbol) once: the
+        rows not journaled before are inserted, in one transaction, and returned (a headline the
+        stream and a backfill both bring, or a backfill run twice, is kept as first recorded)."""
+        if not rows:
+            return []
+        keys = {(str(r["article_id"]), r["symbol"]) for r in rows}
+        ids = sorted({k[0] for k in keys})
+
+        def known(conn):
+            query = select(NEWS.c.article_id, NEWS.c.symbol).where(
+                NEWS.c.article_id.in_(bindparam("ids", expanding=True)))
+            return {(a, s) for a, s in conn.execute(query, {"ids": ids}).all()}
+
+        seen = self._read(known)
+        fresh, taken = [], set()
+        for row in rows:
+            key = (str(row["article_id"]), row["symbol"])
+            if key in seen or key in taken:
+                continue
+            taken.add(key)
+            fresh.append({**row, "article_id": key[0], "headline": str(row["headline"])[:1000],
+                          "summary": str(row.get("summary") or "")[:4000]})
+        if fresh:
+            self._write((insert(NEWS), fresh))
+        return fresh
+
+    def news(self, symbols: Iterable[str] | None = None, *, since: dt.datetime | None = None) -> list[dict]:
+        """Journaled headlines (of ``symbols``; available at or after ``since``, UTC), by availability."""
+        query = select(NEWS).order_by(NEWS.c.available_at, NEWS.c.id)
+        if symbols is not None:
+            query = query.where(NEWS.c.symbol.in_(list(symbols)))
+        if since is not None:
+            query = query.where(NEWS.c.available_at >= since)
+        return [dict(r) for r in self._read(lambda conn: conn.execute(query).mappings().all())]
+
+    def last_news_created(self, symbols: Iterable[str]) -> dt.datetime | None:
+        """The latest ``created_at`` (UTC) journaled for any of ``symbols`` (None: none)."""
+        from sqlalchemy import func
+
+        query = select(func.max(NEWS.c.created_at)).where(NEWS.c.symbol.in_(list(symbols)))
+        return self._read(lambda conn: conn.execute(query).scalar())
 
     def table(self, name: str) -> list[dict]:
         query = select(metadata.tables[name])

@@ -404,6 +404,7 @@ class LiveConfig(Section):
     data_url: str = Field(description="market data REST URL override; empty: Alpaca's")
     trading_stream_url: str = Field(description="trade updates websocket URL override; empty: Alpaca's")
     data_stream_url: str = Field(description="market data websocket URL override; empty: Alpaca's for data_feed")
+    news_stream_url: str = Field(pattern=r"^wss?://", description="Alpaca's real-time news websocket (Benzinga headlines); the local test server's for tests")
     metrics_host: str = Field(min_length=1, description="address the Prometheus metrics endpoint listens on (127.0.0.1: this machine only; 0.0.0.0 for a scraper in another container)")
     metrics_port: int = Field(ge=0, le=65535, description="port of the Prometheus metrics endpoint (http://metrics_host:metrics_port/metrics); 0: no metrics")
     drift_psi_threshold: float = Field(gt=0, description="a feature whose population stability index (live values against its training window's) is above this drifts: it counts in trader_features_drifting and raises the feature_drift alert (0.25: the usual threshold of a significant shift)")

@@ -164,8 +164,15 @@ def walk_forward_section(cfg: Config, strategy, top_features: int = 25) -> dict 
     gains = [f.feature_importance for f in result.folds if f.feature_importance is not None]
     if gains:
         mean = np.mean(gains, axis=0)
-        order = np.argsort(-mean, kind="stable")[:top_features]
-        section["feature_importance"] = {data.feature_names[i]: float(mean[i]) for i in order}
+        order = np.argsort(-mean, kind="stable")
+        section["feature_importance"] = {data.feature_names[i]: float(mean[i]) for i in order[:top_features]}
+        # the sentiment features' importance and rank among all, whether or not they made the top
+        groups = strategy.features.engine.registry.groups
+        rank = {int(i): r for r, i in enumerate(order, start=1)}
+        sentiment = {data.feature_names[i]: {"importance": float(mean[i]), "rank": rank[i]}
+                     for i in range(len(mean)) if groups.get(data.feature_names[i]) == "sentiment"}
+        if sentiment:
+            section["sentiment_importance"] = {"features": sentiment, "of": int(len(mean))}
     section.update(models=list(result.base_names), retrains=len(result.folds),
                    n_configurations=int(result.n_configurations))
     return to_jsonable(section)
@@ -216,7 +223,24 @@ def strategy_metrics(cfg: Config, bars: dict[str, pd.DataFrame], strategy, rec: 
     metrics = compute_metrics(cfg, bars, rec, bh, walk_forward_section(cfg, strategy))
     if strategy.halted:
         metrics["kill_switch"] = dict(strategy.halted)
+    news = news_counts(strategy, metrics["data_range"])
+    if news is not None:
+        metrics["news"] = news
     return metrics
+
+
+def news_counts(strategy, data_range: dict) -> dict | None:
+    """How many headlines each symbol had over the run's bars (its features' news: ``data.news``);
+    None when its features read no news."""
+    engine = getattr(getattr(strategy, "features", None), "engine", None)
+    book = getattr(engine, "news", None)
+    if book is None:
+        return None
+    start, end = (pd.Timestamp(data_range[k]).as_unit("ns").value for k in ("start", "end"))
+    end += pd.Timedelta(days=1).value  # the last day's headlines up to its close
+    counts = {symbol: int(np.sum((times >= start) & (times < end))) for symbol, times in zip(engine.symbols, book.times)}
+    return {"headlines": counts, "total": int(sum(counts.values())),
+            "symbols_without": sorted(s for s, n in counts.items() if n == 0)}
 
 
 def run_backtest(cfg: Config, bars: dict[str, pd.DataFrame], *, strategy_cls=None,

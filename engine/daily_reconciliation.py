@@ -4,9 +4,11 @@ model and start state, and what live did compared with what the replay did (``op
 After each session (``LiveRunner._after_session``) :func:`reconcile_live_session` writes into the
 session's folder (``state_dir/sessions/STAMP/``) what a replay needs: ``bars/SYMBOL_data.csv`` (every
 bar the session received, warm-up history and live, in the sample-data format ``run.py live
---replay`` reads) and ``session.json`` (the deployment's name and order id prefix, the model, the
-first traded bar, the strategy state the session started from, the cash and positions at the start
-and the end, and ``carry``: what the next session starts from). :func:`reconcile_folder` then replays
+--replay`` reads), ``news.csv`` when the features read news (every headline the session's features
+read, stamped with its availability time: the replay's ``data.news``) and ``session.json`` (the
+deployment's name and order id prefix, the model, the first traded bar, the strategy state the session
+started from, the cash and positions at the start and the end, and ``carry``: what the next session
+starts from). :func:`reconcile_folder` then replays
 the folder and writes the dated report ``state_dir/reconciliation/YYYY-MM-DD.json`` and ``.md``; it
 can be run by hand on any past session's folder (``python -m engine.daily_reconciliation``).
 
@@ -43,6 +45,16 @@ log = logging.getLogger("live.reconciliation")
 
 BAR_FIELDS = ["open", "high", "low", "close", "volume"]
 SESSION_FILE = "session.json"
+NEWS_FILE = "news.csv"  # the headlines the live features read, at their availability times (engine.live_news)
+
+
+def replay_config(cfg: Config, folder: Path) -> Config:
+    """``cfg`` for the replay of a session's folder: its features read the session's headlines
+    (``news.csv``, availability times) where the session recorded them, as live read them."""
+    news = Path(folder) / NEWS_FILE
+    if not news.exists():
+        return cfg
+    return cfg.model_copy(update={"data": cfg.data.model_copy(update={"news": str(news)})})
 
 
 # ---- what a session leaves for its replay ---------------------------------------------------------
@@ -137,8 +149,11 @@ def carried(strategy, session, name: str) -> dict:
 
 def record_session(folder: Path, strategy, session, *, name: str, order_id_prefix: str,
                    model: str | None) -> dict:
-    """Write the session's bars (``folder/bars/``) and ``folder/session.json``; returns the latter."""
+    """Write the session's bars (``folder/bars/``), its headlines (``folder/news.csv``, when its
+    features read news) and ``folder/session.json``; returns the latter."""
     write_bars(folder / "bars", received_bars(strategy))
+    if getattr(session, "news", None) is not None:
+        session.news.write_csv(folder / NEWS_FILE)
     facts = session_facts(strategy, session, name=name, order_id_prefix=order_id_prefix, model=model)
     (folder / SESSION_FILE).write_text(json.dumps(facts, indent=2, default=str))
     return facts
@@ -310,8 +325,8 @@ def reconcile_folder(cfg: Config, folder: Path, *, strategy_cls=None, state_dir:
         live_orders = pd.read_csv(folder / "orders.csv")
         live_equity = pd.read_csv(folder / "equity.csv")
         with tempfile.TemporaryDirectory(prefix="reconciliation-") as work:
-            replay_rec, replay_positions = replay(cfg, read_bars(folder / "bars"), facts, strategy_cls=strategy_cls,
-                                                  work_dir=Path(work), carry=carry)
+            replay_rec, replay_positions = replay(replay_config(cfg, folder), read_bars(folder / "bars"), facts,
+                                                  strategy_cls=strategy_cls, work_dir=Path(work), carry=carry)
         result = reconcile(_tables(live_orders, live_equity, facts["end"]["positions"]),
                            _tables(replay_rec.orders, replay_rec.equity, replay_positions),
                            Thresholds.of(cfg.reconciliation), session=facts["name"], date=date)

@@ -67,14 +67,17 @@ class LiveSession:
     """One run on live feeds: the run's Cerebro (``build_cerebro``) with the live broker, for a
     strategy that trades from the bar its ``policy`` says (None: every bar, as a replay), after
     restoring the ``saved`` state (the journal's (bar datetime, state), None: a fresh start).
-    ``observers``: told of each bar received and decided, and of the broker's orders (metrics, alerts)."""
+    ``observers``: told of each bar received and decided, and of the broker's orders (metrics, alerts).
+    ``news``: the session's ``engine.live_news.LiveNews`` (live, when the features read news): its
+    headlines reach the strategy's feature engine at each bar's release, on this thread."""
 
     def __init__(self, cfg: Config, strategy_cls, clock: BarClock, venue, journal: Journal, symbols: list[str],
                  timeframe: dict, *, name: str, order_id_prefix: str, commission_bps: float,
                  sync_seconds: float | None = None, entry_gate: Callable[[], str | None] | None = None,
                  policy: TradePolicy | None = None, saved: tuple[dt.datetime, dict] | None = None,
-                 strategy_kwargs: dict | None = None, observers: Observers | None = None):
+                 strategy_kwargs: dict | None = None, observers: Observers | None = None, news=None):
         self.cfg, self.clock, self.journal = cfg, clock, journal
+        self.news = news  # engine.live_news.LiveNews when the features read news (live), else None
         # None without observers: then the bar loop builds no snapshot and times nothing
         self.observers = observers if observers is not None and observers.observers else None
         self.released_at = 0.0  # time.perf_counter() when the clock released the current bar
@@ -132,6 +135,8 @@ class LiveSession:
                 self.observers.bar_received(symbol, bar.datetime, wall_time)
         strategy = self.strategy = self.strategy or self.cerebro.runningstrats[0]
         strategy.controls = self.controls  # applied by the strategy once it trades (PortfolioStrategy.next)
+        if self.news is not None:  # the headlines that came meanwhile, before the features update
+            self.news.release(strategy, group.datetime)
         self.broker.bar_in_progress = True
         if not self._restored and group.datetime > self.saved[0]:
             self._restored = True
@@ -271,6 +276,11 @@ class LiveRunner:
         self.name = f"{self.prefix}{cfg.backtest.strategy}"
         self.clock: BarClock | None = None
         self.sessions = 0
+        from features.from_config import registry_from_config
+
+        # the features read news (data.news configured): the session streams and journals headlines
+        self.reads_news = registry_from_config(cfg).context.has_news
+        self.news = None  # the current session's engine.live_news.LiveNews
 
     def stop(self) -> None:
         """End the run at the next bar (from a signal handler or another thread)."""
@@ -344,17 +354,45 @@ class LiveRunner:
         if self.stop_event.is_set():
             return
         self.venue.wakeup = self.clock.wake  # a fill is handled at once, not at the next bar or poll
-        session = LiveSession(self.cfg, self.strategy_cls, self.clock, self.venue, self.journal, self.symbols,
-                              _FEED_TIMEFRAMES[live.timeframe], name=self.name, order_id_prefix=self.prefix,
-                              commission_bps=live.commission_bps, sync_seconds=live.order_sync_seconds,
-                              entry_gate=source.stale_reason, policy=policy, saved=saved,
-                              strategy_kwargs=_model_param(self.model), observers=self.observers)
-        log.info("session: warm-up from %s%s", calendar.local(source.history_start),
-                 f", streaming until {calendar.local(end)}" if end is not None else "")
-        strategy = session.run()
+        news, news_source = self._start_news(source.history_start) if self.reads_news else (None, None)
+        try:
+            session = LiveSession(self.cfg, self.strategy_cls, self.clock, self.venue, self.journal, self.symbols,
+                                  _FEED_TIMEFRAMES[live.timeframe], name=self.name, order_id_prefix=self.prefix,
+                                  commission_bps=live.commission_bps, sync_seconds=live.order_sync_seconds,
+                                  entry_gate=source.stale_reason, policy=policy, saved=saved,
+                                  strategy_kwargs=_model_param(self.model), observers=self.observers, news=news)
+            self.news = news
+            log.info("session: warm-up from %s%s", calendar.local(source.history_start),
+                     f", streaming until {calendar.local(end)}" if end is not None else "")
+            strategy = session.run()
+        finally:
+            if news_source is not None:
+                news_source.stop()
         if not streaming:
             self.journal.set_meta("last_daily_close", calendar.last_close(now).isoformat())
         self._after_session(strategy, session)
+
+    def _start_news(self, history_start: pd.Timestamp):
+        """The session's news (``engine.live_news``): the stream subscribed first, then what was
+        published since the last journaled headline (at the earliest the warm-up's first bar)
+        fetched and journaled, so nothing falls between the two (an article both bring is kept once)."""
+        from brokers.alpaca.news_stream import AlpacaNews
+        from engine.live_news import LiveNews
+
+        calendar = self.calendar
+        news = LiveNews(self.journal, self.symbols, daily_close=self.cfg.features.daily_close_time,
+                        local=lambda utc: calendar.local(utc.replace(tzinfo=dt.UTC)),
+                        to_utc=lambda local: calendar.to_utc(local).tz_localize(None).to_pydatetime())
+        source = AlpacaNews(self.store, self.symbols)
+        source.subscribe(news.received)
+        try:
+            start = pd.Timestamp(history_start).tz_convert("UTC").tz_localize(None).to_pydatetime()
+            last = self.journal.last_news_created(self.symbols)
+            news.backfill(source.since(max(start, last) if last is not None else start))
+        except Exception:
+            source.stop()
+            raise
+        return news, source
 
     def _after_session(self, strategy, session: "LiveSession") -> None:
         from reports.writer import write_metrics, write_records

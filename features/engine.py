@@ -619,7 +619,9 @@ class FeatureStream:
         self._outputs = self.row[program.outputs]
         self._warm_own = np.where(engine.calendar_clock, 0, engine.warmups)
         self._warm_calendar = np.where(engine.calendar_clock, engine.warmups, 0)
-        self._news_position = np.zeros(self.n, dtype=np.int64)
+        # each symbol's previous close time (ns): its next bar counts the headlines in (previous, now].
+        # A time, not a position in the book: headlines appended meanwhile (live) cannot shift it
+        self._news_close = np.full(self.n, np.iinfo(np.int64).min, dtype=np.int64)
 
     # ---- the interface operators' stream steps use -------------------------------------------
     def mask(self, scope: str):
@@ -790,9 +792,10 @@ class FeatureStream:
     def _news(self, present: np.ndarray, close_ns: int) -> dict[str, np.ndarray]:
         out = np.full((len(NEWS_FIELDS), self.n), np.nan)
         book = self.engine.news
+        now = np.array([close_ns])
         for j in np.flatnonzero(present):
-            upto = book.position(j, np.array([close_ns]))
             if self.own_count[j] > 0:  # the first bar's interval has no start
-                out[:, j] = book.between(j, self._news_position[j:j + 1], upto)[0]
-            self._news_position[j] = upto[0]
+                upto = book.position(j, now)
+                out[:, j] = book.between(j, book.position(j, self._news_close[j:j + 1]), upto)[0]
+            self._news_close[j] = close_ns
         return {f"news:{name}": out[k] for k, name in enumerate(NEWS_FIELDS)}

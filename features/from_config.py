@@ -28,6 +28,8 @@ def engine_from_config(cfg, symbols: Sequence[str]) -> FeatureEngine:
     """``cfg``: the whole ``Config`` (its ``data`` and ``features`` sections are read)."""
     sectors = _sector_map(cfg, symbols)
     news = load_news(cfg.data.news, cfg.features.exchange_timezone) if cfg.data.news else None
+    if news is not None:
+        _check_news_symbols(cfg.data.news, news, symbols)
     macro = load_macro(cfg.data.macro) if cfg.data.macro else {}
     registry = _registry(cfg, sectors is not None)
     log.info("%d features for %d symbols%s%s", len(registry), len(symbols),
@@ -36,6 +38,29 @@ def engine_from_config(cfg, symbols: Sequence[str]) -> FeatureEngine:
              f", {len(registry.normalised)} as cross-sectional {registry.normalise}s (features.normalise)"
              if registry.normalise != "none" else "")
     return FeatureEngine(registry, symbols, sectors=sectors, news=news, macro=macro, config=cfg.features)
+
+
+def _check_news_symbols(path, news, symbols: Sequence[str]) -> None:
+    """The headlines of symbols outside the run are ignored (a warning names them and counts their
+    rows); a file whose headlines are all of other symbols is an error (the wrong file or universe); one
+    with no headline at all only a warning (a replayed live session may have had none)."""
+    from common.errors import DataError
+
+    counts = news["symbol"].value_counts()
+    unknown = counts[~counts.index.isin(list(symbols))].sort_index()
+    if len(news) and len(unknown) == len(counts):
+        raise DataError(path, f"no headline of the run's {len(symbols)} symbols (the file has "
+                              f"{_listed(unknown.index)})")
+    if not len(news):
+        log.warning("%s: no headlines (the news features count none)", path)
+    if len(unknown):
+        log.warning("%s: %d headline rows of %d symbols not in the run ignored: %s", path, int(unknown.sum()),
+                    len(unknown), _listed(f"{symbol} ({count})" for symbol, count in unknown.items()))
+
+
+def _listed(items, most: int = 10) -> str:
+    items = list(items)
+    return ", ".join(map(str, items[:most])) + (f" and {len(items) - most} more" if len(items) > most else "")
 
 
 def _registry(cfg, has_sectors: bool) -> Registry:

@@ -65,7 +65,7 @@ class SessionObserver:
         """A request to the broker failed after its retries (``what``: the request and the error)."""
 
     def reconnected(self, stream: str) -> None:
-        """A websocket (``trades`` or ``bars``) connected again after a drop."""
+        """A websocket (``trades``, ``bars`` or ``news``) connected again after a drop."""
 
     def reconciliation_mismatch(self, message: str) -> None:
         """The journal and the broker disagree (at a restart, a sync, or the daily reconciliation)."""

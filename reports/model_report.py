@@ -53,7 +53,29 @@ def sections(wf: dict) -> list[tuple[str, str]]:
     ]
     if wf.get("cross_section"):
         blocks.append(("Cross-sectional evaluation", cross_section_block(wf["cross_section"], wf["horizon"])))
+    if wf.get("sentiment_importance"):
+        blocks.append(("Sentiment features' importance", sentiment_block(wf["sentiment_importance"])))
     return blocks
+
+
+def sentiment_block(section: dict) -> str:
+    """Each sentiment feature's mean importance and its rank among all the model's features."""
+    rows = [[html.escape(name), fmt(f["importance"], "num"), f"{f['rank']} of {section['of']}"]
+            for name, f in sorted(section["features"].items(), key=lambda kv: kv[1]["rank"])]
+    return ("<p>The news features' mean importance in the fitted models (the gradient-boosted models' gain, "
+            "as in the feature importance plot) and their rank among every feature.</p>"
+            + table(rows, ["feature", "importance", "rank"]))
+
+
+def news_block(news: dict) -> str:
+    """How many headlines each symbol had over the run (``metrics.json`` ``news``)."""
+    rows = [[html.escape(symbol), fmt(n, "int")] for symbol, n in sorted(news["headlines"].items(),
+                                                                          key=lambda kv: (-kv[1], kv[0]))]
+    without = news["symbols_without"]
+    note = (f"<p>{fmt(news['total'], 'int')} headlines over the run's bars"
+            + (f"; {len(without)} symbol(s) had none: their sentiment features are 0 (no news), not neutral news."
+               if without else ".") + "</p>")
+    return note + '<div class="scroll">' + table(rows, ["symbol", "headlines"]) + "</div>"
 
 
 SCORE_NAMES = {"model": "ensemble", "momentum_12_1": "momentum 12-1", "reversal_1m": "reversal 1 month"}

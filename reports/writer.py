@@ -52,6 +52,10 @@ def write_run(out: Path, result, *, plot: bool = True, sections=(), alarms=(), e
         alarms = [*model_report.leak_alarms(wf), *alarms]
         if plot:
             extra_images = {**model_report.plots(wf, out), **(extra_images or {})}
+    if result.metrics.get("news") is not None:
+        from reports import model_report
+
+        sections = [*sections, ("News: headlines per symbol", model_report.news_block(result.metrics["news"]))]
     write_records(out, result.records)
     write_metrics(out / "metrics.json", result.metrics)
     written = {name: str(out / name) for name in RECORD_FILES + ("metrics.json",)}

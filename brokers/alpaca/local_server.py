@@ -10,16 +10,23 @@ documented API:
   (:meth:`AlpacaTestServer._oco_problem`); an oco, and any sell of a long position, refused beyond the
   shares not held by other open orders with 403 "insufficient qty available for order"; the list takes
   Alpaca's ``status``, ``after``, ``until``, ``direction``, ``nested`` and ``limit``), ``/v2/positions``,
-  ``/v2/stocks/bars`` (paginated);
+  ``/v2/stocks/bars`` (paginated), ``/v1beta1/news`` (paginated; :meth:`AlpacaTestServer._news`);
 - websockets (``websockets``): the trading stream ``/stream`` (JSON: authenticate, listen,
   ``trade_updates`` events ``new``, ``partial_fill``, ``fill``, ``canceled``, ``expired``,
-  ``rejected``, ``replaced``) and the market data stream ``/v2/iex`` (msgpack: connected,
-  authenticated, subscription, bars ``T: b``).
+  ``rejected``, ``replaced``), the market data stream ``/v2/iex`` (msgpack: connected,
+  authenticated, subscription, bars ``T: b``) and the news stream ``/v1beta1/news`` (msgpack, the
+  same handshake, ``{"action": "subscribe", "news": [symbols or "*"]}``, articles ``T: n``).
+
+News: :meth:`add_news` stores articles (the REST history), :meth:`push_news` also sends them to the
+news stream's subscribers; articles are dicts in Alpaca's JSON shape (``id``, ``headline``,
+``summary``, ``author``, ``created_at``/``updated_at`` as UTC ISO strings ending in Z, ``symbols``,
+``source``, ``url``, ``content``, ``images``), missing fields filled in. :meth:`rate_limit_next` answers
+the next request(s) of a path with 429, as Alpaca does past its rate limit.
 
 Fills come from ``brokers.simulator.MatchingEngine`` when a test pushes a bar (:meth:`push`). Tests
 script the rest: :meth:`reject_next` (a refusal with a reason), :meth:`split_next_fill` (partial fills),
 :meth:`drop_streams` (a disconnect), :meth:`on_request` (an action at a chosen request, such as killing the
-client process or releasing a bar while it reconciles). :attr:`submissions` lists every client order id POSTed, refused
+client process or releasing a bar while it reconciles; an action may also return an HTTP status to answer with). :attr:`submissions` lists every client order id POSTed, refused
 duplicates included, with its arrival time in :attr:`submitted_at` (and each bar's departure in
 :attr:`bars_sent_at`: the latency benchmark's clock); :attr:`requests` every REST request as
 (method, path, query), for tests that count them; :attr:`accepted` the client order ids it took;
@@ -81,6 +88,9 @@ class AlpacaTestServer:
         self._split_orders: dict[str, int] = {}
         self._trade_clients: set = set()
         self._data_clients: dict = {}
+        self._news_clients: dict = {}  # news stream connection -> the symbols it subscribed ("*": all)
+        self.news: list[dict] = []  # articles in Alpaca's JSON shape (add_news, push_news)
+        self._next_news_id = 1
         self.http = self.loop = self.ws_server = None
 
     # ---- life cycle ------------------------------------------------------------------------------
@@ -119,7 +129,7 @@ class AlpacaTestServer:
         http = f"http://127.0.0.1:{self.http.server_address[1]}"
         ws = f"ws://127.0.0.1:{self.ws_server.sockets[0].getsockname()[1]}"
         return {"trading_url": http, "data_url": http, "trading_stream_url": f"{ws}/stream",
-                "data_stream_url": f"{ws}/v2/iex"}
+                "data_stream_url": f"{ws}/v2/iex", "news_stream_url": f"{ws}/v1beta1/news"}
 
     def _await(self, coroutine, timeout: float = 10.0):
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
@@ -147,6 +157,43 @@ class AlpacaTestServer:
         self._await(self._send_bars(bars))
         return updates
 
+    def add_news(self, items: list[dict]) -> list[dict]:
+        """Articles (Alpaca's JSON shape, see the module doc) the REST ``/v1beta1/news`` serves; missing
+        fields are filled in (``id`` numbered from 1, ``updated_at`` = ``created_at``, empty text, no
+        images, source ``benzinga``). Returns the stored articles."""
+        with self.lock:
+            stored = [self._news_item(item) for item in items]
+            self.news.extend(stored)
+        return stored
+
+    def push_news(self, items: list[dict]) -> list[dict]:
+        """:meth:`add_news`, and the articles sent to the news stream clients subscribed to one of
+        their symbols (or to ``*``)."""
+        stored = self.add_news(items)
+        self._await(self._send_news(stored))
+        return stored
+
+    def rate_limit_next(self, path: str = "/v1beta1/news", times: int = 1) -> None:
+        """The next ``times`` GET requests whose path starts with ``path`` are answered 429 (too many
+        requests), unhandled."""
+        self.on_request("GET", path, lambda: 429, when="before", times=times)
+
+    def _news_item(self, item: dict) -> dict:
+        article = dict(item)
+        if "id" not in article:
+            article["id"] = self._next_news_id
+        self._next_news_id = max(self._next_news_id, int(article["id"]) + 1)
+        if "created_at" not in article:
+            raise ValueError("a news item needs created_at")
+        article["created_at"] = _utc_text(article["created_at"])
+        article["updated_at"] = _utc_text(article.get("updated_at") or article["created_at"])
+        for name, default in (("headline", ""), ("summary", ""), ("author", ""), ("content", ""),
+                              ("source", "benzinga"), ("url", "")):
+            article.setdefault(name, default)
+        article["symbols"] = list(article.get("symbols") or [])
+        article["images"] = list(article.get("images") or [])
+        return article
+
     def reject_next(self, reason: str = "insufficient buying power", *, symbol: str | None = None,
                     status: int = 403) -> None:
         """The next order (for ``symbol``) is refused at submission with Alpaca's error body."""
@@ -163,7 +210,8 @@ class AlpacaTestServer:
         """Call ``action()`` at the next ``times`` REST requests of ``method`` whose path starts with
         ``path``: ``when="before"`` the server handles it (an action returning True drops the request
         unhandled, answered 503: the client's request never reached the broker), or ``"after"`` it was
-        handled, before the answer goes out. Runs on the request's thread."""
+        handled, before the answer goes out. An action ``before`` returning an int answers the request
+        with that HTTP status, unhandled (429: :meth:`rate_limit_next`). Runs on the request's thread."""
         if when not in ("before", "after"):
             raise ValueError(f"when must be before or after, not {when!r}")
         with self.lock:
@@ -173,7 +221,8 @@ class AlpacaTestServer:
         with self.lock:
             self._hooks.clear()
 
-    def _run_hooks(self, when: str, method: str, path: str) -> bool:
+    def _run_hooks(self, when: str, method: str, path: str):
+        """The first truthy result of the due actions (True: drop the request; an int: its status)."""
         with self.lock:
             due = []
             for hook in self._hooks:
@@ -181,18 +230,23 @@ class AlpacaTestServer:
                     hook[4] -= 1
                     due.append(hook[3])
             self._hooks = [hook for hook in self._hooks if hook[4] > 0]
-        return any([action() for action in due])
+        results = [action() for action in due]
+        return next((result for result in results if result), None)
 
     def drop_streams(self) -> None:
         """Close every websocket connection (the clients reconnect)."""
         async def close_all():
-            for conn in list(self._trade_clients) + list(self._data_clients):
+            for conn in list(self._trade_clients) + list(self._data_clients) + list(self._news_clients):
                 await conn.close()
         self._await(close_all())
 
     def connected(self) -> tuple[int, int]:
         """(trade update clients listening, market data clients subscribed to some bars)."""
         return len(self._trade_clients), sum(1 for symbols in self._data_clients.values() if symbols)
+
+    def news_connected(self) -> int:
+        """News stream clients subscribed to some symbols."""
+        return sum(1 for symbols in self._news_clients.values() if symbols)
 
     def positions(self) -> dict[str, float]:
         with self.lock:
@@ -203,8 +257,14 @@ class AlpacaTestServer:
         self.requests.append((method, path, query))
         if headers.get("APCA-API-KEY-ID") != self.key_id or headers.get("APCA-API-SECRET-KEY") != self.secret_key:
             return 401, {"code": 40110000, "message": "request is not authorized"}
-        if self._hooks and self._run_hooks("before", method, path):
-            return 503, {"code": 50300000, "message": "request dropped by the test"}
+        if self._hooks:
+            dropped = self._run_hooks("before", method, path)
+            if dropped == 429 and type(dropped) is int:
+                return 429, {"code": 42910000, "message": "rate limit exceeded"}
+            if type(dropped) is int:
+                return dropped, {"code": dropped * 100000, "message": "answered by the test"}
+            if dropped:
+                return 503, {"code": 50300000, "message": "request dropped by the test"}
         with self.lock:
             answer = self._route(method, path, query, body)
             self._note_shorts()
@@ -219,6 +279,8 @@ class AlpacaTestServer:
 
     def _route(self, method, path, query, body):
         parts = [p for p in path.split("/") if p]
+        if parts == ["v1beta1", "news"] and method == "GET":
+            return self._news(query)
         if parts[:1] != ["v2"]:
             return 404, {"code": 40410000, "message": "endpoint not found"}
         parts = parts[1:]
@@ -519,6 +581,45 @@ class AlpacaTestServer:
         more = offset + limit < len(rows)
         return {"bars": bars, "next_page_token": str(offset + limit) if more else None}
 
+    def _news(self, query):
+        """Alpaca's ``GET /v1beta1/news``: ``symbols`` (comma-separated; an article tagged with any),
+        ``start``/``end`` (inclusive, on ``created_at``; none: no bound), ``sort`` (``desc``, the
+        default, or ``asc``, by ``created_at`` then ``id``), ``limit`` (1-50, default 10),
+        ``include_content`` (else ``content`` is empty), ``exclude_contentless``, ``page_token``."""
+        def one(name, default=None):
+            return query.get(name, [default])[0]
+
+        try:
+            limit = int(one("limit") or 10)
+            start, end = (pd.Timestamp(one(n)) if one(n) else None for n in ("start", "end"))
+        except ValueError as exc:
+            return 422, {"code": 42210000, "message": str(exc)}
+        if not 1 <= limit <= 50:
+            return 422, {"code": 42210000, "message": "invalid limit: must be between 1 and 50"}
+        sort = (one("sort") or "desc").lower()
+        if sort not in ("asc", "desc"):
+            return 422, {"code": 42210000, "message": f"invalid sort {sort!r}"}
+        start, end = (None if t is None else (t.tz_localize("UTC") if t.tzinfo is None else t) for t in (start, end))
+        wanted = {s.strip().upper() for s in (one("symbols") or "").split(",") if s.strip()}
+        include_content = (one("include_content") or "").lower() == "true"
+        contentless_out = (one("exclude_contentless") or "").lower() == "true"
+        offset = int(one("page_token") or 0)
+        chosen = []
+        for article in self.news:
+            created = pd.Timestamp(article["created_at"])
+            if wanted and not wanted.intersection(article["symbols"]):
+                continue
+            if (start is not None and created < start) or (end is not None and created > end):
+                continue
+            if contentless_out and not article["content"]:
+                continue
+            chosen.append((created, int(article["id"]), article))
+        chosen.sort(key=lambda row: row[:2], reverse=sort == "desc")
+        page = [dict(article, content=article["content"] if include_content else "")
+                for _, _, article in chosen[offset:offset + limit]]
+        more = offset + limit < len(chosen)
+        return 200, {"news": page, "next_page_token": str(offset + limit) if more else None}
+
     # ---- websockets ------------------------------------------------------------------------------
     async def _ws_handler(self, conn) -> None:
         path = conn.request.path
@@ -527,11 +628,14 @@ class AlpacaTestServer:
                 await self._trading_session(conn)
             elif path.startswith("/v2/"):
                 await self._data_session(conn)
+            elif path == "/v1beta1/news":
+                await self._data_session(conn, self._news_clients, "news")
         except Exception:  # a client gone mid-message: its session simply ends
             pass
         finally:
             self._trade_clients.discard(conn)
             self._data_clients.pop(conn, None)
+            self._news_clients.pop(conn, None)
 
     async def _trading_session(self, conn) -> None:
         async for raw in conn:
@@ -551,7 +655,9 @@ class AlpacaTestServer:
                     self._trade_clients.discard(conn)
                 await conn.send(json.dumps({"stream": "listening", "data": {"streams": streams}}))
 
-    async def _data_session(self, conn) -> None:
+    async def _data_session(self, conn, clients: dict | None = None, channel: str = "bars") -> None:
+        """A market data stream (``channel`` bars) or the news stream (``news``): the same handshake."""
+        clients = self._data_clients if clients is None else clients
         await conn.send(msgpack.packb([{"T": "success", "msg": "connected"}]))
         async for raw in conn:
             message = msgpack.unpackb(raw)
@@ -560,14 +666,20 @@ class AlpacaTestServer:
                 if message.get("key") != self.key_id or message.get("secret") != self.secret_key:
                     await conn.send(msgpack.packb([{"T": "error", "code": 402, "msg": "auth failed"}]))
                     return
-                self._data_clients[conn] = set()
+                clients[conn] = set()
                 await conn.send(msgpack.packb([{"T": "success", "msg": "authenticated"}]))
-            elif action == "subscribe" and conn in self._data_clients:
-                self._data_clients[conn].update(message.get("bars", []))
-                await conn.send(msgpack.packb([{"T": "subscription", "trades": [], "quotes": [],
-                                                "bars": sorted(self._data_clients[conn]), "updatedBars": [],
-                                                "dailyBars": [], "statuses": [], "lulds": [],
-                                                "corrections": [], "cancelErrors": []}]))
+            elif action in ("subscribe", "unsubscribe") and conn in clients:
+                if action == "subscribe":
+                    clients[conn].update(message.get(channel, []))
+                else:
+                    clients[conn].difference_update(message.get(channel, []))
+                if channel == "news":
+                    reply = {"T": "subscription", "news": sorted(clients[conn])}
+                else:
+                    reply = {"T": "subscription", "trades": [], "quotes": [], "bars": sorted(clients[conn]),
+                             "updatedBars": [], "dailyBars": [], "statuses": [], "lulds": [],
+                             "corrections": [], "cancelErrors": []}
+                await conn.send(msgpack.packb([reply]))
 
     async def _send_updates(self, updates: list[TradeUpdate]) -> None:
         for update in updates:
@@ -597,6 +709,35 @@ class AlpacaTestServer:
                 await conn.send(message)
             except Exception:  # a client gone
                 self._data_clients.pop(conn, None)
+
+
+    async def _send_news(self, articles: list[dict]) -> None:
+        """Each article as Alpaca's news stream sends it: ``T: n``, times as msgpack timestamps, no images."""
+        messages = []
+        for conn, symbols in list(self._news_clients.items()):
+            batch = []
+            for article in articles:
+                if "*" in symbols or symbols.intersection(article["symbols"]):
+                    message = {"T": "n", **{k: v for k, v in article.items() if k != "images"}}
+                    for name in ("created_at", "updated_at"):
+                        stamp = pd.Timestamp(article[name]).to_pydatetime()
+                        message[name] = msgpack.Timestamp.from_datetime(stamp)
+                    batch.append(message)
+            if batch:
+                messages.append((conn, msgpack.packb(batch)))
+        for conn, message in messages:
+            try:
+                await conn.send(message)
+            except Exception:  # a client gone
+                self._news_clients.pop(conn, None)
+
+
+def _utc_text(when) -> str:
+    """A time (text with an offset or Z, naive text taken as UTC, a datetime) as Alpaca writes it."""
+    stamp = pd.Timestamp(when)
+    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+    return stamp.strftime("%Y-%m-%dT%H:%M:%SZ") if stamp.microsecond == 0 and stamp.nanosecond == 0 \
+        else stamp.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _float(value) -> float | None:

@@ -8,7 +8,8 @@ One :class:`AlpacaStore` per process owns:
   exponential backoff (``live.retry_*``), then :class:`brokers.venue.VenueUnavailable` (one line, no
   traceback, no secret); 4xx answers become the venue errors the broker understands (duplicate client
   order id, rejection with Alpaca's reason, not cancelable, not found);
-- the websocket streams (``TradingStream`` trade updates, ``StockDataStream`` bars), each on its own
+- the websocket streams (``TradingStream`` trade updates, ``StockDataStream`` bars, ``NewsDataStream``
+  headlines when the features read news), each on its own
   thread; alpaca-py reconnects them with exponential backoff, here bounded by ``live.retry_*``.
 
 ``observers`` (``ops.observer.Observers``) hear of a request that failed after its retries
@@ -152,6 +153,30 @@ class AlpacaStore:
                                  feed=DataFeed(feed), url_override=self.cfg.data_stream_url or None)
         stream.subscribe_bars(handler, *symbols)
         return self._run(stream, "alpaca-bars", "bars")
+
+    def news_stream(self, handler, symbols):
+        """News articles (raw msgpack dicts) of ``symbols`` to the coroutine ``handler``, on a thread
+        (``live.news_stream_url``)."""
+        from alpaca.data.live.news import NewsDataStream
+
+        url = getattr(self.cfg, "news_stream_url", "") or None
+        stream = NewsDataStream(self.credentials.key_id, self.credentials.secret_key, raw_data=True, url_override=url)
+        stream.subscribe_news(handler, *symbols)
+        return self._run(stream, "alpaca-news", "news")
+
+    def news_client(self):
+        """The REST news client (``live.data_url``), made at its first use, with the others' timeout."""
+        if getattr(self, "_news_client", None) is None:
+            from alpaca.data.historical.news import NewsClient
+
+            client = NewsClient(self.credentials.key_id, self.credentials.secret_key, raw_data=True,
+                                url_override=self.cfg.data_url or None)
+            session = client._session
+            session.request = functools.partial(session.request, timeout=self.cfg.request_timeout_seconds)
+            session.proxies.update(requests.utils.get_environ_proxies(_base_url(client)))
+            session.trust_env = False
+            self._news_client = client
+        return self._news_client
 
     def _run(self, stream, name: str, kind: str):
         stream._reconnect_min_backoff = self.cfg.retry_min_seconds

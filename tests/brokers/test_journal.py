@@ -333,3 +333,49 @@ def test_version_3_keeps_bars_controls_and_session_status(journal_url):
     journal.publish_status("s1", {"equity": 101.0})
     assert [(s["session"], s["status"]) for s in journal.session_status()] == [("s1", {"equity": 101.0})]
     journal.close()
+
+
+def news_row(article_id, symbol, *, minute=0, source="stream", headline="Apple beats estimates"):
+    created = T + dt.timedelta(minutes=minute)
+    return {"article_id": article_id, "symbol": symbol, "created_at": created,
+            "received_at": created + dt.timedelta(seconds=2), "available_at": created + dt.timedelta(seconds=2),
+            "source": source, "headline": headline, "summary": "", "score": 0.4}
+
+
+def test_version_4_keeps_news_once_per_article_and_symbol(journal_url):
+    v1_journal(journal_url)
+    journal = Journal(journal_url)  # migrated from version 1 through 2, 3 and 4
+    assert journal.table("journal_schema")[0]["version"] == SCHEMA_VERSION == 4
+    first = journal.record_news([news_row(1, "AAPL"), news_row(1, "MSFT"), news_row(2, "AAPL", minute=5)])
+    assert [(r["article_id"], r["symbol"]) for r in first] == [("1", "AAPL"), ("1", "MSFT"), ("2", "AAPL")]
+    # a backfill bringing the same articles again, one new, and a duplicate inside one call
+    again = journal.record_news([news_row(1, "AAPL", source="rest"), news_row(2, "AAPL", source="rest"),
+                                 news_row(3, "AAPL", minute=9, source="rest"),
+                                 news_row(3, "AAPL", minute=9, source="rest")])
+    assert [(r["article_id"], r["source"]) for r in again] == [("3", "rest")]
+    rows = journal.news(["AAPL"])
+    assert [(r["article_id"], r["source"]) for r in rows] == [("1", "stream"), ("2", "stream"), ("3", "rest")]
+    assert rows[0]["created_at"] == T and rows[0]["received_at"] == T + dt.timedelta(seconds=2)
+    assert [r["article_id"] for r in journal.news(["AAPL"], since=T + dt.timedelta(minutes=5))] == ["2", "3"]
+    assert journal.last_news_created(["AAPL", "MSFT"]) == T + dt.timedelta(minutes=9)
+    assert journal.last_news_created(["XOM"]) is None
+    journal.close()
+
+
+def test_a_version_3_journal_gains_the_news_table(journal_url):
+    """A journal the previous code made (version 3, every table but news) is migrated to 4 in place."""
+    v3 = MetaData()
+    for table in metadata.sorted_tables:
+        if table.name != "news":
+            table.to_metadata(v3)
+    engine = create_engine(journal_url)
+    v3.create_all(engine)
+    with engine.begin() as conn:
+        conn.execute(insert(v3.tables["journal_schema"]), {"id": 1, "version": 3})
+    engine.dispose()
+    journal = Journal(journal_url)
+    assert journal.table("journal_schema")[0]["version"] == 4
+    assert [e["message"] for e in journal.events("schema_migrated")] == [
+        "journal schema migrated from version 3 to 4"]
+    assert len(journal.record_news([news_row(7, "JPM")])) == 1 and journal.news()[0]["symbol"] == "JPM"
+    journal.close()
