@@ -167,7 +167,8 @@ def walk_forward_section(cfg: Config, strategy, top_features: int = 25) -> dict 
         order = np.argsort(-mean, kind="stable")
         section["feature_importance"] = {data.feature_names[i]: float(mean[i]) for i in order[:top_features]}
         # the sentiment features' importance and rank among all, whether or not they made the top
-        groups = strategy.features.engine.registry.groups
+        engine = getattr(getattr(strategy, "features", None), "engine", None)  # a registry model: no engine
+        groups = engine.registry.groups if engine is not None else {}
         rank = {int(i): r for r, i in enumerate(order, start=1)}
         sentiment = {data.feature_names[i]: {"importance": float(mean[i]), "rank": rank[i]}
                      for i in range(len(mean)) if groups.get(data.feature_names[i]) == "sentiment"}

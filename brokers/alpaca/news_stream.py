@@ -10,9 +10,9 @@ import logging
 
 import pandas as pd
 
-log = logging.getLogger("live.news")
+from brokers.alpaca.news import SYMBOLS_PER_REQUEST
 
-SYMBOLS_PER_REQUEST = 50  # symbols named in one REST request (the query string stays short)
+log = logging.getLogger("live.news")
 
 
 def utc_naive(value) -> dt.datetime:

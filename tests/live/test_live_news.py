@@ -137,3 +137,24 @@ def test_a_restart_backfills_missed_headlines_once(server, tmp_path):
     first, second = NewsProbe.sessions
     assert at(first, t[3]) == 1 and at(second, t[3]) == 1  # the streamed one, counted alike after the restart
     assert at(second, t[5]) == 1  # the missed one, from its created_at
+
+
+def test_a_replay_with_a_news_file_computes_the_backtests_sentiment_features(tmp_path):
+    """``live --replay`` with ``data.news`` (the live path: live feeds, live broker, the streaming
+    feature engine) reads the same headlines at the same bars as the backtest (the batch engine)."""
+    from config import load_config
+    from engine.backtest import backtest_cerebro
+    from engine.live import run_replay
+    from feeds.loader import load_universe
+
+    news = "tests/features/data/news.csv"
+    cfg = load_config(None, {"data.news": news, "backtest.progress": False, "backtest.strategy": "momentum_breakout"})
+    bars = load_universe([f"data/sample/{s}_data.csv" for s in ("AAPL", "JPM", "XOM")], end="2018-12-31")
+    NewsProbe.sessions.clear()
+    backtest_cerebro(cfg, bars, strategy_cls=NewsProbe).run()
+    run_replay(cfg, bars, strategy_cls=NewsProbe, journal_dir=tmp_path)
+    batch, replayed = NewsProbe.sessions
+    assert batch.seen.keys() == replayed.seen.keys()
+    assert np.nansum([at(batch, when) for when in batch.seen]) >= 10  # the file's headlines of these symbols counted
+    for when in batch.seen:
+        assert_allclose(replayed.seen[when], batch.seen[when], rtol=1e-12, atol=1e-12, err_msg=str(when))

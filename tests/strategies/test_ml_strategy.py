@@ -103,6 +103,29 @@ def test_walk_forward_section_and_report(small_run, tmp_path):
     json.loads((tmp_path / "metrics.json").read_text())          # strict JSON: no NaN
 
 
+def test_a_run_with_news_reports_headlines_per_symbol_and_the_sentiment_features(bars, tmp_path):
+    from features.sources import load_news
+
+    news_file = "tests/features/data/news.csv"
+    result = run_backtest(small_cfg(**{"data.news": news_file}), bars)
+    news = result.metrics["news"]
+    headlines = load_news(news_file, result.cfg.features.exchange_timezone)
+    first, last = (pd.Timestamp(result.metrics["data_range"][k]) for k in ("start", "end"))
+    within = headlines[(headlines["timestamp"] >= first) & (headlines["timestamp"] < last + pd.Timedelta(days=1))]
+    assert news["headlines"] == {s: int((within["symbol"] == s).sum()) for s in SYMBOLS}
+    assert "NVDA" in news["symbols_without"]
+    sentiment = result.metrics["walk_forward"]["sentiment_importance"]
+    names = result.strategy.features.names
+    groups = result.strategy.features.engine.registry.groups
+    assert set(sentiment["features"]) == {n for n in names if groups[n] == "sentiment"} and "sent_5" in sentiment["features"]
+    assert sentiment["of"] == len(names)
+    assert all(1 <= f["rank"] <= len(names) for f in sentiment["features"].values())
+    write_run(tmp_path, result, plot=False)
+    page = (tmp_path / "report.html").read_text()
+    assert "News: headlines per symbol" in page
+    assert "Sentiment features&#x27; importance" in page or "Sentiment features' importance" in page
+
+
 def test_leak_alarm_is_raised_in_the_report(small_run, tmp_path):
     """The alarm's wiring: a section over the threshold puts the warning at the top of the report."""
     import dataclasses
