@@ -399,7 +399,15 @@ class LiveJournal(Source):
 
     # ---- incremental reads -----------------------------------------------------------------------
     def _read(self, query):
+        """The query's rows (tuples), on the journal's retrying reader."""
         return self.journal._read(lambda conn: conn.execute(query).all())
+
+    def _mappings(self, query) -> list:
+        """The query's rows as mappings (by column name)."""
+        return self.journal._read(lambda conn: conn.execute(query).mappings().all())
+
+    def _scalar(self, query):
+        return self.journal._read(lambda conn: conn.execute(query).scalar())
 
     def _refresh(self) -> None:
         """The equity rows, bars and fills written since the last call (indexed by id)."""
@@ -431,7 +439,7 @@ class LiveJournal(Source):
         from brokers.journal import BARS
 
         if self._bars_id is None:
-            top = self.journal._read(lambda conn: conn.execute(select(func.max(BARS.c.id))).scalar())
+            top = self._scalar(select(func.max(BARS.c.id)))
             if top is None:
                 return
             symbols = self._status().get("symbols") or [r[0] for r in self._read(select(BARS.c.symbol).distinct())]
@@ -529,7 +537,7 @@ class LiveJournal(Source):
     def _latest_positions(self) -> tuple[dt.datetime | None, pd.DataFrame]:
         from brokers.journal import POSITIONS
 
-        last = self.journal._read(lambda conn: conn.execute(select(func.max(POSITIONS.c.bar_datetime))).scalar())
+        last = self._scalar(select(func.max(POSITIONS.c.bar_datetime)))
         equity_last = self._equity_t[-1].astype(dt.datetime) if len(self._equity_t) else None
         if last is None or (equity_last is not None and last < equity_last):
             return equity_last, pd.DataFrame(columns=["symbol", "qty", "avg_price", "market_price"])
@@ -542,7 +550,7 @@ class LiveJournal(Source):
         """The last bar's predictions, (symbol, values) each."""
         from brokers.journal import PREDICTIONS
 
-        last = self.journal._read(lambda conn: conn.execute(select(func.max(PREDICTIONS.c.bar_datetime))).scalar())
+        last = self._scalar(select(func.max(PREDICTIONS.c.bar_datetime)))
         if last is None:
             return None, []
         return last, [(s, v) for s, v in self._read(select(PREDICTIONS.c.symbol, PREDICTIONS.c["values"])
@@ -634,17 +642,15 @@ class LiveJournal(Source):
             query, count = query.where(ORDERS.c.symbol == symbol), count.where(ORDERS.c.symbol == symbol)
         if status:
             query, count = query.where(ORDERS.c.status == status), count.where(ORDERS.c.status == status)
-        rows = self.journal._read(lambda conn: conn.execute(
-            query.order_by(ORDERS.c.created_at.desc(), ORDERS.c.client_order_id.desc()).limit(limit).offset(offset))
-            .mappings().all())
-        total = self.journal._read(lambda conn: conn.execute(count).scalar())
-        rejected = self.journal._read(lambda conn: conn.execute(select(func.count()).select_from(ORDERS).where(
-            ORDERS.c.status.in_(("rejected", "margin")))).scalar())
+        rows = self._mappings(query.order_by(ORDERS.c.created_at.desc(), ORDERS.c.client_order_id.desc())
+                             .limit(limit).offset(offset))
+        total = self._scalar(count)
+        rejected = self._scalar(select(func.count()).select_from(ORDERS).where(ORDERS.c.status.in_(("rejected",
+                                                                                                  "margin"))))
         ids = [r["client_order_id"] for r in rows]
         fills: dict[str, list] = {}
         if ids:
-            for f in self.journal._read(lambda conn: conn.execute(select(FILLS).where(
-                    FILLS.c.client_order_id.in_(ids)).order_by(FILLS.c.id)).mappings().all()):
+            for f in self._mappings(select(FILLS).where(FILLS.c.client_order_id.in_(ids)).order_by(FILLS.c.id)):
                 fills.setdefault(f["client_order_id"], []).append(f)
         # the decision bars' closes, in one query (the bars of those timestamps, by the bar_datetime index)
         stamps = sorted({r["bar_datetime"] for r in rows if r["bar_datetime"] is not None})
@@ -732,10 +738,8 @@ class LiveJournal(Source):
         if which == "events":
             from brokers.journal import ALERTS, EVENTS
 
-            events = self.journal._read(lambda conn: conn.execute(
-                select(EVENTS).order_by(EVENTS.c.id.desc()).limit(lines)).mappings().all())
-            alerts = self.journal._read(lambda conn: conn.execute(
-                select(ALERTS).order_by(ALERTS.c.id.desc()).limit(lines)).mappings().all())
+            events = self._mappings(select(EVENTS).order_by(EVENTS.c.id.desc()).limit(lines))
+            alerts = self._mappings(select(ALERTS).order_by(ALERTS.c.id.desc()).limit(lines))
             text = [f"{_iso(e['at'])} {e['kind']}: {e['message']}" for e in events]
             text += [f"{_iso(a['at'])} alert {a['rule']} ({'sent' if a['delivered'] else 'not sent'}): {a['message']}"
                      for a in alerts]

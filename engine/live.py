@@ -41,6 +41,7 @@ from engine.compat import bt
 from feeds.live_feed import BarClock, BarGroup, ReplaySource, make_feeds, timeframe_of
 from ops.controls import ControlDesk
 from ops.observer import Observers
+from ops.status import JournalStatus
 from strategies import get_strategy
 from strategies.base import TradeGate
 
@@ -262,8 +263,6 @@ class LiveRunner:
         self.strategy_cls, self.symbols, self.journal, self.state_dir = strategy_cls, symbols, journal, state_dir
         self.model = model
         self.adopt_positions = adopt_positions
-        from ops.status import JournalStatus
-
         # the session's state in the journal, for `run.py dashboard`: always, whoever else observes
         self.status = JournalStatus(journal, cfg.dashboard.status_seconds)
         self.observers = observers if observers is not None else Observers()
