@@ -17,8 +17,9 @@ from ops.observer import BarSnapshot
 
 
 class LiveSessionRecorder(bt.Analyzer):
-    """After each bar, in this order: send the orders the strategy placed (the broker's outbox), then
-    in one journal transaction the bar's predictions (``strategy.bar_predictions()``), equity, cash,
+    """After each bar, in this order: send the orders the strategy placed that are not sent yet (the
+    broker's outbox), then the strategy's work no order waits for (``after_orders``), then in one
+    journal transaction the bar's predictions (``strategy.bar_predictions()``), equity, cash,
     positions and bars, and the strategy's state (``strategy.save_state``) once the session saves it;
     then the journal's and the heap's housekeeping; then the observers' snapshot of the bar.
 
@@ -34,6 +35,7 @@ class LiveSessionRecorder(bt.Analyzer):
         sent = broker.flush()
         sent_at = time.perf_counter()
         broker.bar_in_progress = False
+        strategy.after_orders()
         journal = session.journal
         predictions = strategy.bar_predictions()
         now = strategy.now

@@ -41,6 +41,9 @@ from models.timing import TimingModel
 from models.volatility import GarchForecaster
 
 TREE_MODELS = ("xgboost", "lightgbm")
+# Predictions' outputs no trading rule reads, only the record (reports, the walk-forward's evaluation):
+# live, they are computed after the bar's orders are sent (EnsemblePredictor.predict_record)
+RECORD_FIELDS = ("volatility", "entry_timing", "exit_timing")
 
 
 def one_blas_thread(method):
@@ -304,22 +307,36 @@ class EnsemblePredictor:
         return self.fit_meta(data, t, bars, symbols, base)
 
     # ---- prediction -----------------------------------------------------------------------------
-    def predict(self, data: PanelData, bars: np.ndarray, symbols: np.ndarray) -> Predictions:
+    def predict(self, data: PanelData, bars: np.ndarray, symbols: np.ndarray, *, record: bool = True) -> Predictions:
         """Everything the strategy reads, for rows (bars, symbols), in one batched call per model.
-        Reads features and prices up to each row's bar only."""
-        return self.combine(data, self.predict_base(data, bars, symbols))
+        Reads features and prices up to each row's bar only. ``record=False``: the outputs no trading
+        rule reads (:data:`RECORD_FIELDS`) are left NaN, for :meth:`predict_record` to fill once the
+        bar's orders are out."""
+        return self.combine(data, self.predict_base(data, bars, symbols, record=record))
 
     @one_blas_thread
-    def predict_base(self, data: PanelData, bars, symbols) -> dict[str, np.ndarray]:
-        """The part of :meth:`predict` the meta-learner is not needed for: the base, timing,
-        stop-loss, regime and volatility models' outputs (a walk-forward fold's task computes it)."""
+    def predict_base(self, data: PanelData, bars, symbols, *, record: bool = True) -> dict[str, np.ndarray]:
+        """The part of :meth:`predict` the meta-learner is not needed for: the base, stop-loss and
+        regime models' outputs and, with ``record``, :meth:`predict_record`'s (a walk-forward fold's
+        task computes it)."""
         bars, symbols = np.asarray(bars, np.int64), np.asarray(symbols, np.int64)
         X = flat(data.values, bars, symbols)
+        parts = {"bars": bars, "symbols": symbols, "base": self._predict_base(data, bars, symbols, X),
+                 "regime": self.regime.predict(data.market_features(self.cfg.regime.vol_bars), bars),
+                 "stop_distance": self.stop.predict(X)}
+        if record:
+            return {**parts, **self.predict_record(data, bars, symbols, X)}
+        return {**parts, **{name: np.full(len(bars), np.nan) for name in RECORD_FIELDS}}
+
+    @one_blas_thread
+    def predict_record(self, data: PanelData, bars, symbols, X=None) -> dict[str, np.ndarray]:
+        """The outputs kept for the record, which no trading rule reads (:data:`RECORD_FIELDS`): the
+        GARCH volatility forecast and the timing model's entry and exit. Bar by bar in order: the
+        GARCH recursion carries on from the previous bar's call."""
+        bars, symbols = np.asarray(bars, np.int64), np.asarray(symbols, np.int64)
         timing = self.timing.predict(self.inputs(self.timing.plugin, data, bars, symbols, X))
-        return {"bars": bars, "symbols": symbols, "base": self._predict_base(data, bars, symbols, X),
-                "volatility": self.volatility.predict(data.close, bars, symbols),
-                "regime": self.regime.predict(data.market_features(self.cfg.regime.vol_bars), bars),
-                "entry_timing": timing[:, 0], "exit_timing": timing[:, 1], "stop_distance": self.stop.predict(X)}
+        return {"volatility": self.volatility.predict(data.close, bars, symbols),
+                "entry_timing": timing[:, 0], "exit_timing": timing[:, 1]}
 
     @one_blas_thread
     def combine(self, data: PanelData, parts: dict[str, np.ndarray]) -> Predictions:

@@ -131,15 +131,16 @@ class WalkForward:
                 "n_train": p.n_train, "n_meta": p.n_meta, "configurations": configurations,
                 "seconds": seconds, "model_weights": p.model_weights, "feature_importance": p.feature_importance()}
 
-    def predict(self, data: PanelData, bars) -> Predictions:
+    def predict(self, data: PanelData, bars, *, record: bool = True) -> Predictions:
         """Predictions for every usable row (symbol with a bar and enough features) at ``bars``, in
-        one batched call; their base predictions join the out-of-sample history."""
+        one batched call; their base predictions join the out-of-sample history. ``record``: see
+        ``EnsemblePredictor.predict``."""
         if self.predictor.fitted_at is None:
             raise RuntimeError("predict before the first retrain")
         bars = np.asarray(bars, np.int64)
         ok = valid_rows(data, self.cfg.min_feature_fraction, bars)
         row_bars, symbols = bars[np.nonzero(ok)[0]], np.nonzero(ok)[1]
-        predictions = self.predictor.predict(data, row_bars, symbols)
+        predictions = self.predictor.predict(data, row_bars, symbols, record=record)
         self._record(row_bars, symbols, predictions.base)
         return predictions
 

@@ -90,6 +90,7 @@ class RiskManager:
         self.daily_loss = DailyLossLimit.from_config(config)
         self.kill_switch = DrawdownKillSwitch.from_config(config)
         self._returns_cache: tuple | None = None   # (frame, its values, column -> position)
+        self._centred_cache: tuple | None = None   # (frame, column position -> centred window or None)
 
     # ---- gates -------------------------------------------------------------------------------
     def update_equity(self, timestamp, equity: float) -> EntryGate:
@@ -221,6 +222,20 @@ class RiskManager:
         weights = np.array([candidate_weight, *holdings.values()], dtype=float)
         return historical_var(rows @ weights, self.config.var_confidence)
 
+    def _centred(self, returns: pd.DataFrame, window: np.ndarray, i: int, j: int) -> tuple | None:
+        """Columns i and j of the correlation window less their means, when both have a value at every
+        row (the pair's common rows are then all rows: the numbers the pairwise computation gives), kept
+        for the bar's other candidates; None otherwise (or too few rows)."""
+        if self._centred_cache is None or self._centred_cache[0] is not returns:
+            self._centred_cache = (returns, {})
+        cache = self._centred_cache[1]
+        for k in (i, j):
+            if k not in cache:
+                column = window[:, k]
+                full = np.isfinite(column).all() and len(column) >= self.config.min_history_bars
+                cache[k] = column - column.mean() if full else None
+        return None if cache[i] is None or cache[j] is None else (cache[i], cache[j])
+
     def _max_correlation(self, returns: pd.DataFrame, symbol: str, holdings: list[str]) -> float | None:
         """Highest correlation of ``symbol`` with any holding over the last correlation_bars rows
         (pairwise complete, at least min_history_bars); None when none can be measured."""
@@ -233,10 +248,14 @@ class RiskManager:
         best = None
         for h in present:
             y = window[:, column[h]]
-            both = np.isfinite(x) & np.isfinite(y)
-            if both.sum() < self.config.min_history_bars:
-                continue
-            dx, dy = x[both] - x[both].mean(), y[both] - y[both].mean()
+            centred = self._centred(returns, window, column[symbol], column[h])
+            if centred is not None:
+                dx, dy = centred
+            else:
+                both = np.isfinite(x) & np.isfinite(y)
+                if both.sum() < self.config.min_history_bars:
+                    continue
+                dx, dy = x[both] - x[both].mean(), y[both] - y[both].mean()
             denominator = math.sqrt(float(dx @ dx) * float(dy @ dy))
             if denominator > 0:
                 c = float(dx @ dy) / denominator

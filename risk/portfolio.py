@@ -49,7 +49,7 @@ def shrunk_covariance(returns: np.ndarray | pd.DataFrame, *, min_observations: i
     sub = data[:, known]
     complete = sub[np.all(np.isfinite(sub), axis=1)]
     if complete.shape[0] >= 2:
-        estimate = LedoitWolf().fit(complete).covariance_
+        estimate = LedoitWolf(store_precision=False).fit(complete).covariance_  # no inverse: it is not read
     else:
         estimate = np.diag(np.nanvar(sub, axis=0, ddof=1))
     out[np.ix_(known, known)] = estimate
@@ -247,15 +247,29 @@ class MeanVarianceSizer:
         each name's weight at most ``max_position_weight`` and, when ``p_win`` is given,
         ``kelly_fraction`` x Kelly of its win probability and payoff (expected gain / stop distance)."""
         r = self.risk
-        names = list(expected_returns.index)
-        cov = shrunk_covariance(returns.reindex(columns=names).tail(r.covariance_bars),
-                                min_observations=r.min_history_bars)
+        index = expected_returns.index
+        names = list(index)
+        # numpy on the frame's values and positions: pandas' reindex costs about a millisecond a call
+        columns = returns.columns.get_indexer(index)
+        values = returns.to_numpy(dtype=float)
+        values = values[max(len(values) - r.covariance_bars, 0):]   # as tail(covariance_bars)
+        window = np.where(columns >= 0, values[:, columns], np.nan) if len(columns) else values[:, :0]
+        cov = shrunk_covariance(window, min_observations=r.min_history_bars)
         caps = None if p_win is None else np.asarray(
-            kelly_cap(p_win.reindex(names).to_numpy(float), expected_gain.reindex(names).to_numpy(float),
-                      stop_distance.reindex(names).to_numpy(float), r.kelly_fraction), float)
-        return allocate_weights(expected_returns, cov, list(sectors.reindex(names)), risk_aversion=r.risk_aversion,
-                                max_weight=r.max_position_weight, max_total=r.max_total_weight,
-                                max_sector_weight=r.max_sector_weight, max_names=max_names,
-                                kelly_caps=caps,
-                                current_weights=current_weights.reindex(names).fillna(0.0).to_numpy(float),
+            kelly_cap(_aligned(p_win, index), _aligned(expected_gain, index), _aligned(stop_distance, index),
+                      r.kelly_fraction), float)
+        sector_of = sectors.to_dict()
+        return allocate_weights(expected_returns, cov, [sector_of.get(name) for name in names],
+                                risk_aversion=r.risk_aversion, max_weight=r.max_position_weight,
+                                max_total=r.max_total_weight, max_sector_weight=r.max_sector_weight,
+                                max_names=max_names, kelly_caps=caps,
+                                current_weights=_aligned(current_weights, index, fill=0.0),
                                 problem=self.problem)
+
+
+def _aligned(series: pd.Series, index: pd.Index, fill: float = np.nan) -> np.ndarray:
+    """``series``' values in ``index``'s order, ``fill`` where it has none or NaN (a series on that very
+    index, or an equal one, is read as it is)."""
+    values = (series.to_numpy(dtype=float) if series.index is index or series.index.equals(index)
+              else series.reindex(index).to_numpy(dtype=float))
+    return values if np.isnan(fill) else np.where(np.isnan(values), fill, values)

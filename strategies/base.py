@@ -231,6 +231,7 @@ class PortfolioStrategy(bt.Strategy):
                                transmit=True)
             plan.children.append(self._tag(target, symbol, "target"))
         self.positions_plan[symbol] = plan
+        self._orders_complete()
         log.debug("%s entry %s size=%d signal=%.4f stop=%s target=%s confidence=%s", self.now, symbol, size,
                   plan.signal_price, stop_price, target_price, confidence)
         return main
@@ -270,6 +271,7 @@ class PortfolioStrategy(bt.Strategy):
                 levels.pop(symbol, None)
             else:
                 levels[symbol] = level
+        self._orders_complete()
 
     def exit_position(self, d, reason: str, exectype=None):
         """Close the whole (long) position at the next bar (same fill rule as entries, or ``exectype``);
@@ -282,8 +284,19 @@ class PortfolioStrategy(bt.Strategy):
         for child in plan.children:
             if child.alive():
                 self.cancel(child)
-        order = self.sell(data=d, size=size, exectype=exectype or self._entry_exectype)
-        return self._tag(order, d._name, reason, exit=True)
+        order = self._tag(self.sell(data=d, size=size, exectype=exectype or self._entry_exectype), d._name, reason,
+                          exit=True)
+        self._orders_complete()
+        return order
+
+    def _orders_complete(self) -> None:
+        """The orders just placed are whole (an entry with its legs, an exit, a stop with its take-profit):
+        a live broker sends them now (``brokers.live.outbox.Outbox.send_ready``), so the bar's first order
+        does not wait for the rest of the decision. Backtrader's own broker fills at the next bar and
+        has nothing to send (hence the check on the broker, not a method of every broker)."""
+        send = getattr(self.broker, "send_ready", None)
+        if send is not None:
+            send()
 
     # ---- notifications -----------------------------------------------------------------------
     def notify_order(self, order):
@@ -340,6 +353,10 @@ class PortfolioStrategy(bt.Strategy):
         """(``WalkForwardResult``, ``PanelData``) of the run's walk-forward training, for metrics.json's
         ``walk_forward`` section; None: no model was fitted."""
         return None
+
+    def after_orders(self) -> None:
+        """The bar's work no order waits for, once its orders are sent (live: the session calls it right
+        after the bar's send); nothing here."""
 
     def monitoring(self) -> dict:
         """The strategy's figures after a bar, for the live metrics and alerts: any of the fields of

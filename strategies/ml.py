@@ -44,6 +44,7 @@ Each decision is one line in the run's ``decisions.log`` (and the ``decisions`` 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import math
 import sys
@@ -192,6 +193,10 @@ class MLStrategy(PortfolioStrategy):
                 "feature_drift_psi": monitor.drift(), "model_id": model_id,
                 "model_trained_at": self._model_trained_at, "model_training_window": self._training_window}
 
+    def after_orders(self) -> None:
+        """The prediction's outputs only the record reads (``WalkForwardSignals.complete_record``)."""
+        self.signals.complete_record()
+
     def retrain_now(self) -> None:
         """The live runner's scheduled retrain (``live.retrain_every_days``), after the close."""
         info = self.signals.retrain_now()
@@ -277,6 +282,8 @@ class RiskGatedPlan(MLStrategy):
         self.risk = RiskManager(cfg.risk)
         sectors = load_sector_map(cfg.data.sector_map) if cfg.data.sector_map else {}
         self.sectors = pd.Series({d._name: sectors.get(d._name.upper()) for d in self.datas}, dtype=object)
+        self.known_sectors = self.sectors.dropna().to_dict()   # symbol -> sector, those the map has
+        self._symbols = pd.Index(self.features.engine.symbols)  # the returns' columns, built once
         self.regime_labels = cfg.models.regime.labels
         self.halted: dict | None = None      # the kill switch: when and why
         self.delayed: dict[str, int] = {}    # symbol -> calendar bar from which its delayed entry may go
@@ -394,8 +401,7 @@ class RiskGatedPlan(MLStrategy):
         bars = max(r.covariance_bars, r.var_bars, r.correlation_bars) + 1
         close = self.signals.data.close[max(0, t - bars + 1): t + 1]
         # pandas' pct_change(fill_method=None).iloc[1:] in numpy: the same numbers, without two frames a bar
-        return pd.DataFrame(close[1:] / close[:-1] - 1.0, index=pd.RangeIndex(1, len(close)),
-                            columns=self.features.engine.symbols)
+        return pd.DataFrame(close[1:] / close[:-1] - 1.0, index=pd.RangeIndex(1, len(close)), columns=self._symbols)
 
     def _average_dollar_volume(self, d) -> float:
         n = self.cfg.risk.adv_bars
@@ -501,7 +507,7 @@ class MLTradingPlan(RiskGatedPlan):
         cash = self.broker.getcash() - self.committed_cash()
         room = risk.max_total_weight - sum(holdings.values())
         regime = self._regime(rows[chosen[0]])
-        sectors = self.sectors.dropna().to_dict()
+        sectors = self.known_sectors
         for name in chosen:
             d, prediction = self.by_name[name], predictions[name]
             weight = min(float(weights.get(name, 0.0)), room)
@@ -537,15 +543,16 @@ class MLTradingPlan(RiskGatedPlan):
         """The mean-variance weights, Kelly-capped, of the chosen candidates and the holdings: holdings
         join the problem (their covariance and budget); the plan neither adds to nor trims them."""
         p, risk = self.predictions, self.cfg.risk
-        names = list(holdings) + chosen
-        per_bar = {name: self.expected_return(rows[name]) / self.cfg.models.decision_horizon
-                   if name in rows else 0.0 for name in names}
-        confidence = {name: float(p.confidence[rows[name]]) if name in rows else 0.5 for name in names}
-        gain = {name: self.expected_return(rows[name]) if name in rows else 0.0 for name in names}
-        stops = {**{s: risk.stop_max for s in holdings}, **stop_pct}
-        allocation = self.mean_variance.weights(pd.Series(per_bar), returns, self.sectors, p_win=pd.Series(confidence),
-                                                expected_gain=pd.Series(gain), stop_distance=pd.Series(stops),
-                                                current_weights=pd.Series(holdings, dtype=float),
+        names = list(dict.fromkeys([*holdings, *chosen]))
+        # every series on one object index: building a string index costs each series a fraction of a ms
+        on = functools.partial(pd.Series, index=pd.Index(names, dtype=object), dtype=float)
+        gain = [self.expected_return(rows[name]) if name in rows else 0.0 for name in names]
+        per_bar = [g / self.cfg.models.decision_horizon if name in rows else 0.0 for name, g in zip(names, gain)]
+        confidence = [float(p.confidence[rows[name]]) if name in rows else 0.5 for name in names]
+        stops = [stop_pct.get(name, risk.stop_max) for name in names]
+        allocation = self.mean_variance.weights(on(per_bar), returns, self.sectors, p_win=on(confidence),
+                                                expected_gain=on(gain), stop_distance=on(stops),
+                                                current_weights=on([holdings.get(name, 0.0) for name in names]),
                                                 max_names=risk.max_positions)
         if allocation.fallback_used:
             self._decision(now, "-", f"sizing fallback: {allocation.message}")

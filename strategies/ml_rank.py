@@ -190,7 +190,7 @@ class MLRankPlan(RiskGatedPlan):
                 holdings[name] = self.getposition(self.by_name[name]).size * close / equity
         cash = self.broker.getcash() - pending + proceeds - self.plan.cash_buffer * equity
         return _Book(equity, holdings, cash, self.plan.target_exposure - sum(holdings.values()), self._returns(),
-                     self.sectors.dropna().to_dict(), regime)
+                     self.known_sectors, regime)
 
     def _proportions(self, queue: list[str], book: _Book, rows: dict[str, int], now) -> dict[str, float]:
         """Each candidate's share of the room relative to the others: 1 each (``equal``), or its

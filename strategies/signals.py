@@ -7,7 +7,8 @@ strategy has seen: the Backtrader side of ``models.walkforward``.
   on), so running it ahead gives the numbers a bar-by-bar run would; a test checks that.
 - Bar by bar (live, replays): each new bar's feature rows and prices, as the hub read them, are
   appended in place (``models.dataset.GrowingPanel``: a bar costs the same after any length of
-  history); the model is retrained when the schedule says so and predicts this bar's rows.
+  history); the model is retrained when the schedule says so and predicts this bar's rows, the
+  outputs only the record reads once the bar's orders are sent (:meth:`WalkForwardSignals.complete_record`).
 
 Both keep the same record: the folds and every out-of-sample prediction (:meth:`result`), which the
 backtest's ``walk_forward`` section evaluates.
@@ -47,6 +48,7 @@ class WalkForwardSignals:
         self._folds: list[Fold] = []
         self._parts: list[Predictions] = []
         self._last = (-1, None)
+        self._unrecorded: Predictions | None = None  # the last bar's, its record-only outputs still NaN
         self._scheduled = True
         self.model_id: str | None = None     # a registry model in use (live), else None
 
@@ -61,6 +63,7 @@ class WalkForwardSignals:
         """Retrain at the latest bar (the live runner's weekly retrain), on the bars seen so far."""
         if self.data is None or self._last[0] < 0:
             return None
+        self.complete_record()   # with the model that predicted the bar
         info = self.walk.retrain(self.labelled_data(), self._last[0])
         self._folds.append(Fold(index=len(self._folds), test_start=self._last[0] + 1, test_end=self._last[0],
                                 n_test=0, **info))
@@ -98,7 +101,18 @@ class WalkForwardSignals:
             raise UserError(f"the ml strategy cannot train: {exc}; it needs the features' warm-up plus "
                             f"models.train_bars ({m.train_bars}) bars and some more to trade") from None
 
+    def complete_record(self) -> None:
+        """Fill the last bar's outputs no trading rule reads (``models.predictor.RECORD_FIELDS``: the
+        GARCH forecast, the entry and exit timing), left out of the bar's prediction so that its
+        orders do not wait for them. The live session calls this once the bar's orders are sent; the
+        next bar and :meth:`result` call it too, so nothing is left out if it does not."""
+        p, self._unrecorded = self._unrecorded, None
+        if p is not None:
+            for name, values in self.walk.predictor.predict_record(self.data, p.bars, p.symbols).items():
+                getattr(p, name)[:] = values
+
     def _step(self, t: int) -> Predictions | None:
+        self.complete_record()   # before this bar joins the panel: the previous bar's GARCH step reads up to it
         hub = self.hub
         rows = hub.rows()
         if self._panel is None:
@@ -119,7 +133,7 @@ class WalkForwardSignals:
             # the history this session has (the other models read features, not bar numbers)
             self.walk.predictor.volatility.fit(self.data.close, t, self.cfg.models.train_bars)
             self._anchored = True
-        predictions = self.walk.predict(self.data, [t])
+        predictions = self._unrecorded = self.walk.predict(self.data, [t], record=False)
         if self._folds:
             fold = self._folds[-1]
             fold.test_end, fold.n_test = t, fold.n_test + len(predictions)
@@ -131,6 +145,7 @@ class WalkForwardSignals:
         """Folds and out-of-sample predictions so far (None before the first fit)."""
         if self._result is not None:
             return self._result
+        self.complete_record()
         if not self._parts:
             return None
         w = self.walk

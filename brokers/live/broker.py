@@ -10,9 +10,10 @@ replay) and is assembled from parts, one job each:
   it as one OCO order (an exit of a position held), as far as the venue's OCO takes that stop
   (``VenueCapabilities.oco_refusal``: else the stop goes alone and the take-profit is refused,
   journaled, logged once);
-- ``brokers.live.outbox``: families queued during the strategy's ``next`` and sent right after it
-  (:meth:`LiveBroker.flush`, called by ``analyzers.live_session``), journal first, never twice; exits
-  that wait for cancels;
+- ``brokers.live.outbox``: families queued during the strategy's ``next``, sent as each decision is
+  complete (:meth:`LiveBroker.send_ready`, called by ``strategies.base.PortfolioStrategy``) and the rest
+  right after it (:meth:`LiveBroker.flush`, called by ``analyzers.live_session``), journal first, never
+  twice; exits that wait for cancels;
 - ``brokers.live.tracker``: the orders followed, the venue's trade updates as Backtrader
   notifications (Margin where ``VenueCapabilities.is_margin``), fills booked as BackBroker does;
 - ``brokers.live.reconcile`` (restart: one consistent view of the venue becomes the book, orders
@@ -166,6 +167,11 @@ class LiveBroker(bt.BrokerBase):
                 self.periodic_sync.continue_sync()
             self.outbox.release_parked()
         self._value = self.tracker.value()
+
+    def send_ready(self) -> int:
+        """Send the complete families placed so far that wait for no cancel, during the strategy's
+        ``next`` (``Outbox.send_ready``); returns how many went out."""
+        return self.outbox.send_ready()
 
     def flush(self) -> int:
         """Send the orders of the bar; returns how many families (an order with its legs) went out."""

@@ -1,7 +1,8 @@
 """The orders the strategy transmitted, on their way to the venue.
 
 :class:`Outbox` queues each family (an entry with its bracket children, or an OCO pair) until the
-strategy's ``next`` is over, then sends it: journal first (an ``intent`` before the send), never twice
+strategy says its orders are complete (:meth:`Outbox.send_ready`, as each decision is placed) or its
+``next`` is over (:meth:`Outbox.flush`), then sends it: journal first (an ``intent`` before the send), never twice
 (an id the journal has seen is not sent again; a duplicate-id refusal means "already sent" and the
 venue's order is adopted). An exit of shares that open orders still hold (``exits_hold_shares``) waits
 for their cancels, at most ``cancel_wait_seconds``, then parked until they are answered. A send the
@@ -40,11 +41,12 @@ class Outbox:
         self._parked: list[list] = []  # exits waiting for the cancel of the orders holding their shares
         self._unconfirmed: list[list] = []  # [family, request] the venue did not answer
         self._logged_refusals: set[str] = set()  # take-profit refusals logged once
+        self._sent_early = 0  # families send_ready sent since the last flush
 
     # ---- queueing ------------------------------------------------------------------------------
     def queue(self, order, oco=None):
         """Queue an order (BackBroker's parent/children rules); a family goes out when its last member
-        is transmitted, and is sent by :meth:`flush` once the strategy's ``next`` is over."""
+        is transmitted, and is sent by :meth:`send_ready` or :meth:`flush`."""
         notify = self.tracker.notify
         if oco is not None:
             pair, refusal = self._oco_pair(order, oco)
@@ -132,16 +134,35 @@ class Outbox:
         return True
 
     # ---- sending -------------------------------------------------------------------------------
-    def flush(self) -> int:
-        """Send the orders the strategy transmitted during its ``next`` (after taking in the venue's
-        answers to its cancels: an exit waits until the orders holding its shares are canceled), in
-        one journal transaction. Returns the number of families sent (or refused)."""
+    def send_ready(self) -> int:
+        """Send now, while the strategy's ``next`` goes on, the transmitted families that wait for no
+        cancel: a bar's first order leaves once it is decided, not after the whole decision. The
+        venue's answers are taken in first (a cancel answered frees the exit waiting for it); the
+        families go in :meth:`flush`'s order (the strategy's, an exit waiting for cancels after them:
+        it stays queued for :meth:`flush`). Returns the number of families sent (or refused)."""
         if not self._queued:
             return 0
-        queued, self._queued = self._queued, []
         with self.journal.batch():
-            self._send_queued(queued)
-        return len(queued)
+            self.tracker.take_updates()
+            waiting = [self.waits_for_cancels(family[0]) for family in self._queued]
+            ready = [family for family, waits in zip(self._queued, waiting) if not waits]
+            self._queued = [family for family, waits in zip(self._queued, waiting) if waits]
+            for family in ready:
+                self._send(family)
+        self._sent_early += len(ready)
+        return len(ready)
+
+    def flush(self) -> int:
+        """Send what the strategy transmitted during its ``next`` and :meth:`send_ready` left (after
+        taking in the venue's answers to its cancels: an exit waits until the orders holding its shares
+        are canceled), in one journal transaction. Returns the number of families the bar sent (or
+        refused), those :meth:`send_ready` sent included."""
+        queued, self._queued = self._queued, []
+        sent, self._sent_early = self._sent_early + len(queued), 0
+        if queued:
+            with self.journal.batch():
+                self._send_queued(queued)
+        return sent
 
     def _send_queued(self, queued: list) -> None:
         if not queued:

@@ -30,6 +30,16 @@ from config.schema import LightGBMParams, XGBoostParams  # noqa: E402
 from models.plugins.base import ModelPlugin, as_2d  # noqa: E402
 
 
+# A batch of at most this many rows (a live bar's) predicts on one thread: waking a second costs more
+# than it saves, and stalls when another process holds the other core. Each row's prediction is the
+# same on any number of threads (rows are split among them, never a row's trees).
+SMALL_BATCH_ROWS = 1024
+
+
+def predict_threads(rows: int, threads: int) -> int:
+    return 1 if rows <= SMALL_BATCH_ROWS else threads
+
+
 def _has_validation(X_val, rounds: int) -> bool:
     return X_val is not None and len(X_val) > 0 and rounds > 0
 
@@ -61,6 +71,7 @@ class XGBoostPlugin(ModelPlugin):
         self.objective = "rank" if ranking is not None else "regression"
         self._boosters: list[xgb.Booster] = []
         self._rounds: list[int] = []  # trees per output used at prediction (the best round + 1)
+        self._predict_threads: int | None = None  # the boosters' nthread as predict last set it
 
     def _common(self) -> dict:
         p = self.params
@@ -80,7 +91,7 @@ class XGBoostPlugin(ModelPlugin):
             **self._common())
         model.fit(X, y, sample_weight=sample_weight, verbose=False,
                   eval_set=[(X_val, as_2d(y_val))] if early else None)
-        self._boosters = [model.get_booster()]
+        self._boosters, self._predict_threads = [model.get_booster()], None
         self._rounds = [(model.best_iteration + 1) if early else p.n_estimators]
         return self
 
@@ -95,7 +106,7 @@ class XGBoostPlugin(ModelPlugin):
         if X_val is not None:
             order_val, _ = _by_query(query_val)
             X_val, y_val, query_val = np.asarray(X_val)[order_val], as_2d(y_val)[order_val], np.asarray(query_val)[order_val]
-        self._boosters, self._rounds = [], []
+        self._boosters, self._rounds, self._predict_threads = [], [], None
         for k in range(y.shape[1]):
             train = xgb.DMatrix(X, label=relevance_grades(y[:, k], query, r.grades), qid=query)
             evals = []
@@ -110,6 +121,11 @@ class XGBoostPlugin(ModelPlugin):
 
     def predict(self, X):
         X = np.asarray(X, dtype=np.float32)
+        threads = predict_threads(len(X), self.threads)
+        if threads != self._predict_threads:
+            for booster in self._boosters:
+                booster.set_param({"nthread": threads})
+            self._predict_threads = threads
         out = [as_2d(b.inplace_predict(X, iteration_range=(0, n))) for b, n in zip(self._boosters, self._rounds)]
         return np.column_stack(out).reshape(len(X), self.n_outputs)
 
@@ -138,7 +154,7 @@ class XGBoostPlugin(ModelPlugin):
             booster.save_model(path)
 
     def _load_model(self, directory: Path):
-        self._boosters = []
+        self._boosters, self._predict_threads = [], None
         for path in self._files(directory):
             booster = xgb.Booster(model_file=str(path))
             booster.set_param({"nthread": self.threads})
@@ -212,7 +228,8 @@ class LightGBMPlugin(ModelPlugin):
 
     def predict(self, X):
         X = np.asarray(X, dtype=np.float32)
-        return np.column_stack([b.predict(X, num_threads=self.threads) for b in self._boosters])
+        threads = predict_threads(len(X), self.threads)
+        return np.column_stack([b.predict(X, num_threads=threads) for b in self._boosters])
 
     def feature_importance(self):
         return np.sum([b.feature_importance(importance_type="gain") for b in self._boosters], axis=0)

@@ -54,6 +54,21 @@ def test_tree_plugins_round_trip_and_repeat(name, models_cfg, training_set, tmp_
     assert plugin.feature_importance().shape == (X.shape[1],)
 
 
+@pytest.mark.parametrize("name", ["xgboost", "lightgbm"])
+def test_tree_predictions_do_not_depend_on_the_thread_count(name, models_cfg, training_set, monkeypatch):
+    """A small batch (a live bar's rows) predicts on one thread, a large one on the plugin's threads:
+    the same numbers either way, and switching back and forth changes nothing."""
+    import models.plugins.trees as trees
+
+    plugin, X = fit(name, models_cfg.model_copy(update={"threads": 2}), training_set)
+    assert len(X) > 1000 and plugin.threads == 2
+    threaded = plugin.predict(X)
+    monkeypatch.setattr(trees, "SMALL_BATCH_ROWS", len(X))   # the same batch, now on one thread
+    assert_array_equal(plugin.predict(X), threaded)
+    monkeypatch.setattr(trees, "SMALL_BATCH_ROWS", 0)
+    assert_array_equal(plugin.predict(X[:50]), threaded[:50])
+
+
 def test_trees_take_nan_natively(models_cfg, training_set):
     X = training_set["flat"].copy()
     X[::3, 0] = np.nan

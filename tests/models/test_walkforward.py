@@ -9,6 +9,7 @@ from numpy.testing import assert_array_equal
 
 from common.jsonable import to_jsonable
 from models.evaluation import evaluate
+from models.predictor import RECORD_FIELDS
 from models.walkforward import WalkForward
 from tests.models.conftest import panel_data, small_models_cfg
 
@@ -64,7 +65,9 @@ def test_a_seeded_rerun_is_identical(small_run):
 @pytest.mark.slow
 def test_live_bar_by_bar_on_cut_data_equals_the_batch_run(sample_prices, sample_features):
     """Live: at each bar the data ends there (labels computed from it alone), the model retrains on
-    schedule and predicts that bar. The same numbers as the backtest's batch run on all the data."""
+    schedule and predicts that bar, the record-only outputs after (``record=False``, then
+    ``predict_record``, as the live strategy does once the bar's orders are out). The same numbers as
+    the backtest's batch run on all the data."""
     cfg = small_models_cfg()
     symbols, end = slice(0, 4), 330
     full = panel_data(sample_prices, sample_features[0], cfg, symbols=symbols, bars=slice(0, end))
@@ -76,7 +79,11 @@ def test_live_bar_by_bar_on_cut_data_equals_the_batch_run(sample_prices, sample_
         cut = panel_data(sample_prices, sample_features[0], cfg, symbols=symbols, bars=slice(0, t + 1))
         if live.is_retrain_bar(t, first):
             live.retrain(cut, t)
-        parts.append(live.predict(cut, [t]))
+        p = live.predict(cut, [t], record=False)
+        assert all(np.isnan(getattr(p, name)).all() for name in RECORD_FIELDS)
+        for name, values in live.predictor.predict_record(cut, p.bars, p.symbols).items():
+            getattr(p, name)[:] = values
+        parts.append(p)
     for name in ("expected_return", "prob_up", "lower", "upper", "volatility", "regime", "entry_timing",
                  "exit_timing", "stop_distance", "base"):
         assert_array_equal(np.concatenate([getattr(p, name) for p in parts]), getattr(expected, name), err_msg=name)
