@@ -35,9 +35,13 @@ journal (on a free port, started once the journal exists), and a thread of this 
 ``/api/overview``, ``/api/positions`` and ``/api/orders`` every SECONDS meanwhile, as an open page does
 (the issue: within 10% of the latency without it).
 
+``--stages``: the live process runs under ``benchmarks/live_stages.py``, which times each stage of a live
+bar; printed after the latencies: from the bar's sending to its release by the bar clock, to Backtrader's
+call of the strategy, to the first order's send, to its arrival, and each stage's time in the bar.
+
 Goal (the issue): p99 under 20 ms. Usage: ``python benchmarks/live_latency.py [--strategy ml]
-[--symbols 50] [--bars 300] [--metrics [--scrape 1]] [--dashboard 1]``; ``BENCH_PROFILE=FILE`` runs the live
-process under cProfile.
+[--symbols 50] [--bars 300] [--metrics [--scrape 1]] [--dashboard 1] [--stages]``; ``BENCH_PROFILE=FILE``
+runs the live process under cProfile.
 """
 from __future__ import annotations
 
@@ -46,6 +50,7 @@ import contextlib
 import datetime as dt
 import gc
 import itertools
+import json
 import os
 import shutil
 import signal
@@ -321,6 +326,7 @@ def main() -> None:
                                                     "models.train_bars and the fit's bar)")
     parser.add_argument("--dashboard", type=float, metavar="SECONDS",
                         help="a run.py dashboard on the journal, its overview, positions and orders read every SECONDS")
+    parser.add_argument("--stages", action="store_true", help="time each stage of a live bar (live_stages.py)")
     args = parser.parse_args()
     if args.scrape is not None and (not args.metrics or args.scrape <= 0):
         parser.error("--scrape SECONDS needs --metrics and SECONDS > 0")
@@ -358,7 +364,9 @@ def main() -> None:
         env = {**os.environ, "APCA_API_KEY_ID": server.key_id, "APCA_API_SECRET_KEY": server.secret_key}
         output = tmp / "live.out"
         profile = ["-m", "cProfile", "-o", os.environ["BENCH_PROFILE"]] if os.environ.get("BENCH_PROFILE") else []
-        command = [sys.executable, *profile, "run.py", "live", "--config", str(tmp / "bench.toml"), *model]
+        stages = tmp / "stages.jsonl"
+        program = ["benchmarks/live_stages.py", str(stages)] if args.stages else ["run.py"]
+        command = [sys.executable, *profile, *program, "live", "--config", str(tmp / "bench.toml"), *model]
         with open(output, "w") as log:
             process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         progress = Progress(tmp / "state" / "journal.sqlite", f"{PREFIX}{args.strategy}")
@@ -399,6 +407,7 @@ def main() -> None:
         for latencies in by_bar.values():
             first_order.append(min(latencies))
             every_order.extend(latencies)
+        stage_lines = stage_table(stages, server.bars_sent_at, by_bar) if args.stages else []
     strategy = "" if args.strategy == MOMENTUM else f"strategy {args.strategy}; "
     if args.metrics:
         strategy += "metrics on" + (f", scraped every {args.scrape:g} s ({scraper.count} scrapes, median "
@@ -411,6 +420,32 @@ def main() -> None:
         print(f"bar sent -> {label} at the broker: median {statistics.median(values):.1f} ms, "
               f"p90 {percentile(values, 0.90):.1f} ms, p99 {percentile(values, 0.99):.1f} ms, "
               f"max {max(values):.1f} ms (n={len(values)})")
+    for line in stage_lines:
+        print(line)
+
+
+def stage_table(path: Path, sent_at: dict, by_bar: dict) -> list[str]:
+    """Lines of ``--stages``' figures (ms; median, p90, p99 over the bars that placed orders)."""
+    bars = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    steps: dict[str, list[float]] = {}
+    for bar in bars:
+        stamp = dt.datetime.fromisoformat(bar["datetime"])
+        if stamp not in by_bar or "send@start" not in bar or "strategy@start" not in bar:
+            continue
+        sent, arrived = sent_at[stamp], sent_at[stamp] + min(by_bar[stamp]) / 1000.0
+        path_steps = {"bar sent -> released by the bar clock": bar["released"] - sent,
+                      "released -> the strategy called (feeds, broker)": bar["strategy@start"] - bar["released"],
+                      "the strategy called -> first order sent": bar["send@start"] - bar["strategy@start"],
+                      "first order sent -> at the broker": arrived - bar["send@start"]}
+        for name, seconds in [*path_steps.items(), *((f"stage {k}", v) for k, v in bar.items()
+                                                     if "@" not in k and isinstance(v, float) and k != "released")]:
+            steps.setdefault(name, []).append(seconds * 1000.0)
+    if not steps:
+        return ["stages: no bar with an order was timed"]
+    n = len(steps["bar sent -> released by the bar clock"])
+    return [f"stages over {n} bars (ms; a stage's time in the bar, summed over its calls):"] + [
+        f"  {name:<52} median {statistics.median(v):7.2f}  p90 {percentile(v, 0.9):7.2f}  "
+        f"p99 {percentile(v, 0.99):7.2f}" for name, v in steps.items()]
 
 
 if __name__ == "__main__":

@@ -59,4 +59,5 @@ def test_each_order_leaves_as_it_is_decided(tmp_path):
     entries = [cid for cid in orders.index if cid.endswith("-entry")]
     assert len(entries) == n and (orders.loc[entries, "status"] == "completed").all()
     assert (orders.loc[exits, "status"] == "completed").all()
-    assert set(orders.loc[[cid for cid in orders.index if cid.endswith(("-stop", "-target"))], "status"]) == {"canceled"}
+    legs = [cid for cid in orders.index if cid.endswith(("-stop", "-target"))]
+    assert len(legs) == 2 * n and set(orders.loc[legs, "status"]) == {"canceled"}
