@@ -547,7 +547,7 @@ class MLTradingPlan(RiskGatedPlan):
         # every series on one object index: building a string index costs each series a fraction of a ms
         on = functools.partial(pd.Series, index=pd.Index(names, dtype=object), dtype=float)
         gain = [self.expected_return(rows[name]) if name in rows else 0.0 for name in names]
-        per_bar = [g / self.cfg.models.decision_horizon if name in rows else 0.0 for name, g in zip(names, gain)]
+        per_bar = [g / self.cfg.models.decision_horizon for g in gain]
         confidence = [float(p.confidence[rows[name]]) if name in rows else 0.5 for name in names]
         stops = [stop_pct.get(name, risk.stop_max) for name in names]
         allocation = self.mean_variance.weights(on(per_bar), returns, self.sectors, p_win=on(confidence),

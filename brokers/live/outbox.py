@@ -142,15 +142,12 @@ class Outbox:
         it stays queued for :meth:`flush`). Returns the number of families sent (or refused)."""
         if not self._queued:
             return 0
+        queued, self._queued = self._queued, []
         with self.journal.batch():
-            self.tracker.take_updates()
-            waiting = [self.waits_for_cancels(family[0]) for family in self._queued]
-            ready = [family for family, waits in zip(self._queued, waiting) if not waits]
-            self._queued = [family for family, waits in zip(self._queued, waiting) if waits]
-            for family in ready:
-                self._send(family)
-        self._sent_early += len(ready)
-        return len(ready)
+            self._queued = self._send_unheld(queued)
+        sent = len(queued) - len(self._queued)
+        self._sent_early += sent
+        return sent
 
     def flush(self) -> int:
         """Send what the strategy transmitted during its ``next`` and :meth:`send_ready` left (after
@@ -164,17 +161,22 @@ class Outbox:
                 self._send_queued(queued)
         return sent
 
-    def _send_queued(self, queued: list) -> None:
-        if not queued:
-            return
+    def _send_unheld(self, queued: list) -> list:
+        """Take in the venue's answers, then send, in the strategy's order, each family that waits for
+        no cancel; returns those that wait (exits whose shares canceled orders still hold)."""
         self.tracker.take_updates()
         held = []
-        for family in queued:  # in the strategy's order, except exits waiting for cancels: after
+        for family in queued:
             if self.waits_for_cancels(family[0]):
                 held.append(family)
             else:
                 self._send(family)
-        for family in held:
+        return held
+
+    def _send_queued(self, queued: list) -> None:
+        if not queued:
+            return
+        for family in self._send_unheld(queued):  # exits waiting for cancels: after the others
             self._await_cancels(family[0])
             if self.waits_for_cancels(family[0]):
                 self._parked.append(family)
