@@ -39,9 +39,13 @@ journal (on a free port, started once the journal exists), and a thread of this 
 bar; printed after the latencies: from the bar's sending to its release by the bar clock, to Backtrader's
 call of the strategy, to the first order's send, to its arrival, and each stage's time in the bar.
 
+``--gap SECONDS`` (default 0.5): the pause between a bar's saved state and the next bar's sending. Live
+bars come a minute (or a day) apart, so each finds the process idle; sent back to back (``--gap 0``), a
+bar also waits for the previous one's last work (its journal checkpoint, the collector, the metrics).
+
 Goal (the issue): p99 under 20 ms. Usage: ``python benchmarks/live_latency.py [--strategy ml]
-[--symbols 50] [--bars 300] [--metrics [--scrape 1]] [--dashboard 1] [--stages]``; ``BENCH_PROFILE=FILE``
-runs the live process under cProfile.
+[--symbols 50] [--bars 300] [--gap 0.5] [--metrics [--scrape 1]] [--dashboard 1] [--stages]``;
+``BENCH_PROFILE=FILE`` runs the live process under cProfile.
 """
 from __future__ import annotations
 
@@ -327,6 +331,8 @@ def main() -> None:
     parser.add_argument("--dashboard", type=float, metavar="SECONDS",
                         help="a run.py dashboard on the journal, its overview, positions and orders read every SECONDS")
     parser.add_argument("--stages", action="store_true", help="time each stage of a live bar (live_stages.py)")
+    parser.add_argument("--gap", type=float, default=0.5, metavar="SECONDS",
+                        help="pause after a bar's saved state before the next bar (live bars come a minute apart)")
     args = parser.parse_args()
     if args.scrape is not None and (not args.metrics or args.scrape <= 0):
         parser.error("--scrape SECONDS needs --metrics and SECONDS > 0")
@@ -387,6 +393,7 @@ def main() -> None:
                 server.push(group)
                 when = max(b.datetime for b in group.values())
                 wait_for(lambda: progress.bar() >= when, 30, f"bar {when} was processed", process, output)
+                time.sleep(args.gap)
         finally:
             process.send_signal(signal.SIGTERM)
             try:
@@ -414,8 +421,8 @@ def main() -> None:
                                     f"{scraper.median_seconds * 1000:.1f} ms)" if scraper is not None else "") + "; "
     if dashboard is not None:
         strategy += dashboard.summary()
-    print(f"{strategy}data: {source}: {len(symbols)} symbols, {args.history} warm-up bars, {args.bars} live bars; "
-          f"{len(by_bar)} bars placed {len(every_order)} orders")
+    print(f"{strategy}data: {source}: {len(symbols)} symbols, {args.history} warm-up bars, {args.bars} live bars "
+          f"{args.gap:g} s apart; {len(by_bar)} bars placed {len(every_order)} orders")
     for label, values in (("first order of a bar", first_order), ("every order", every_order)):
         print(f"bar sent -> {label} at the broker: median {statistics.median(values):.1f} ms, "
               f"p90 {percentile(values, 0.90):.1f} ms, p99 {percentile(values, 0.99):.1f} ms, "
@@ -428,6 +435,7 @@ def stage_table(path: Path, sent_at: dict, by_bar: dict) -> list[str]:
     """Lines of ``--stages``' figures (ms; median, p90, p99 over the bars that placed orders)."""
     bars = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
     steps: dict[str, list[float]] = {}
+    starts: dict[str, list[float]] = {}
     for bar in bars:
         stamp = dt.datetime.fromisoformat(bar["datetime"])
         if stamp not in by_bar or "send@start" not in bar or "strategy@start" not in bar:
@@ -440,12 +448,19 @@ def stage_table(path: Path, sent_at: dict, by_bar: dict) -> list[str]:
         for name, seconds in [*path_steps.items(), *((f"stage {k}", v) for k, v in bar.items()
                                                      if "@" not in k and isinstance(v, float) and k != "released")]:
             steps.setdefault(name, []).append(seconds * 1000.0)
+        for key, began in bar.items():   # the stages begun before the first order: its path
+            if key.endswith("@start") and key != "send@start" and bar["strategy@start"] <= began < bar["send@start"]:
+                starts.setdefault(key[:-len("@start")], []).append((began - bar["strategy@start"]) * 1000.0)
     if not steps:
         return ["stages: no bar with an order was timed"]
     n = len(steps["bar sent -> released by the bar clock"])
-    return [f"stages over {n} bars (ms; a stage's time in the bar, summed over its calls):"] + [
-        f"  {name:<52} median {statistics.median(v):7.2f}  p90 {percentile(v, 0.9):7.2f}  "
-        f"p99 {percentile(v, 0.99):7.2f}" for name, v in steps.items()]
+    line = "  {:<52} median {:7.2f}  p90 {:7.2f}  p99 {:7.2f}".format
+    return ([f"stages over {n} bars (ms; a stage's time in the bar, summed over its calls):"]
+            + [line(name, statistics.median(v), percentile(v, 0.9), percentile(v, 0.99)) for name, v in steps.items()]
+            + ["the first order's path: when each stage first began, after the strategy's call (ms; the bars where "
+               "it began before the first order):"]
+            + [line(f"{name} (in {len(v)} bars)", statistics.median(v), percentile(v, 0.9), percentile(v, 0.99))
+               for name, v in sorted(starts.items(), key=lambda item: statistics.median(item[1]))])
 
 
 if __name__ == "__main__":

@@ -20,8 +20,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 # (module, class, method, stage); stages nest: ``strategy`` holds ``predictions`` (``features``, ``models``,
-# ``stacking``), ``decision`` (``open_positions``, ``entries``: ``mean_variance``, ``risk_score``, ``send``) and
-# ``after_bar`` (the rest of the sends, ``record_only_outputs``, the journal)
+# ``stacking``), ``decision`` (``open_positions``, ``entries``: ``candidates``, ``returns_window``,
+# ``mean_variance`` (``solve``), ``risk_score``, ``enter_long`` (``send``)) and ``after_bar`` (the rest of the
+# sends, ``record_only_outputs``, the journal)
 STAGES = [
     ("backtrader", "Strategy", "_next", "strategy"),   # the strategy's next, then analyzers and observers
     ("strategies.base", "PortfolioStrategy", "next", "decision"),   # the clock, controls, decide
@@ -32,8 +33,12 @@ STAGES = [
     ("models.predictor", "EnsemblePredictor", "predict_record", "record_only_outputs"),
     ("strategies.ml", "MLTradingPlan", "_manage", "open_positions"),
     ("strategies.ml", "MLTradingPlan", "_enter", "entries"),
+    ("strategies.ml", "MLStrategy", "candidates", "candidates"),
+    ("strategies.ml", "RiskGatedPlan", "_returns", "returns_window"),
     ("risk.portfolio", "MeanVarianceSizer", "weights", "mean_variance"),
+    ("risk.portfolio", "MeanVarianceProblem", "solve", "solve"),
     ("risk.manager", "RiskManager", "assess", "risk_score"),
+    ("strategies.base", "PortfolioStrategy", "enter_long", "enter_long"),
     ("brokers.live.outbox", "Outbox", "_send", "send"),
     ("analyzers.live_session", "LiveSessionRecorder", "next", "after_bar"),
 ]

@@ -7,10 +7,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 from hypothesis.extra.numpy import arrays
 from numpy.testing import assert_allclose
+from scipy import sparse
 from scipy.optimize import minimize
 from sklearn.covariance import LedoitWolf
 
-from risk.portfolio import MeanVarianceProblem, allocate_weights, shrunk_covariance
+from risk.portfolio import MeanVarianceProblem, allocate_weights, formulation, shrunk_covariance
 
 TOL = 1e-9
 LIMITS = dict(risk_aversion=0.5, max_weight=0.10, max_total=1.0, max_sector_weight=0.30, max_names=20)
@@ -144,9 +145,9 @@ def test_mismatched_shapes_are_a_programming_error():
 # ---- failures --------------------------------------------------------------------------------
 def test_solver_failure_falls_back_to_current_weights_within_caps(window, sectors, monkeypatch, caplog):
     def broken_solve(self, *args, **kwargs):
-        raise cp.error.SolverError("forced failure")
+        raise RuntimeError("forced failure")
 
-    monkeypatch.setattr(cp.Problem, "solve", broken_solve)
+    monkeypatch.setattr(MeanVarianceProblem, "solve", broken_solve)
     mu = window.tail(60).mean().abs() + 1e-4
     labels = [sectors[s] for s in mu.index]
     current = np.zeros(len(mu))
@@ -162,13 +163,19 @@ def test_solver_failure_falls_back_to_current_weights_within_caps(window, sector
     assert empty.fallback_used and empty.weights.sum() == 0
 
 
-def test_infeasible_status_falls_back(window, sectors, monkeypatch, caplog):
-    monkeypatch.setattr(cp.Problem, "status", property(lambda self: cp.INFEASIBLE))
+def test_a_status_short_of_optimal_falls_back(window, sectors, caplog):
+    """The solver stopped by its iteration limit ("MaxIterations", cvxpy's "user_limit"): not a solution."""
     mu = window.tail(60).mean().abs() + 1e-4
+    labels = [sectors[s] for s in mu.index]
+    problem = MeanVarianceProblem(25)
+    assert not allocate_weights(mu, shrunk_covariance(window), labels, problem=problem, **LIMITS).fallback_used
+    settings = problem._solver.get_settings()
+    settings.max_iter = 1   # kept by the next solve's update, as cvxpy keeps a cached solver's settings
+    problem._solver.update(settings=settings)
     with caplog.at_level(logging.WARNING, logger="risk"):
-        result = allocate_weights(mu, shrunk_covariance(window), [sectors[s] for s in mu.index], **LIMITS)
-    assert result.fallback_used and "infeasible" in result.message and result.weights.sum() == 0
-    assert "infeasible" in caplog.text
+        result = allocate_weights(mu, shrunk_covariance(window), labels, problem=problem, **LIMITS)
+    assert result.fallback_used and "user_limit" in result.message and result.weights.sum() == 0
+    assert "user_limit" in caplog.text
 
 
 def test_nan_between_chosen_names_falls_back(window, sectors):
@@ -217,3 +224,65 @@ def test_weights_respect_every_cap_on_real_covariance(problem, window, sectors, 
     result = allocate_weights(mu, shrunk_covariance(window), labels, kelly_caps=caps, problem=problem, **limits)
     check_caps(result.weights, sectors=labels, kelly_caps=caps, **limits)
     assert result.status == "optimal"
+
+
+# ---- the direct solve is cvxpy's ------------------------------------------------------------------
+def _cases(window, count: int, size: int, seed: int = 11):
+    """Random sub-problems of the real window: names, returns, caps, sectors, risk aversion; some
+    with a name of zero variance (a singular covariance: exact zeros in the factor)."""
+    rng = np.random.default_rng(seed)
+    cov_all = shrunk_covariance(window)
+    for i in range(count):
+        k = int(rng.integers(1, size + 1))
+        pick = rng.choice(window.shape[1], size=k, replace=False)
+        cov = cov_all[np.ix_(pick, pick)].copy()
+        if i % 5 == 0:
+            cov[0, :] = cov[:, 0] = 0.0
+        yield dict(mu=rng.normal(5e-4, 1e-3, k), cov=cov, caps=rng.choice([0.0, 0.02, 0.1], k),
+                   sector_ids=rng.integers(0, 4, k), risk_aversion=float(rng.uniform(0.1, 3.0)))
+
+
+def _bits(a) -> np.ndarray:
+    return np.ascontiguousarray(a, dtype=float).view(np.int64)   # tells 0.0 from -0.0
+
+
+def test_solver_data_is_cvxpys_to_the_bit(window):
+    size = 12
+    problem = MeanVarianceProblem(size)
+    cvx, parameters = formulation(size)
+    for case in _cases(window, 40, size):
+        inputs = problem.inputs(case.pop("mu"), case.pop("cov"), case.pop("caps"), case.pop("sector_ids"), **case)
+        for name, value in {**inputs, "max_total": 0.9, "max_sector": 0.3}.items():
+            parameters[name].value = value
+        data = cvx.get_problem_data(cp.CLARABEL)[0]
+        P, q, A, b, cones = problem.solver_data(inputs, 0.9, 0.3)
+        expected_P = sparse.triu(data["P"]).tocsc()   # as cvxpy's Clarabel interface passes it
+        for ours, theirs in ((P, expected_P), (A, data["A"])):
+            assert ours.shape == theirs.shape
+            assert np.array_equal(ours.indptr, theirs.indptr) and np.array_equal(ours.indices, theirs.indices)
+            assert np.array_equal(_bits(ours.data), _bits(theirs.data))
+        assert np.array_equal(_bits(q), _bits(data["c"])) and np.array_equal(_bits(b), _bits(data["b"]))
+        assert [repr(c) for c in cones] == [f"ZeroConeT({data['dims'].zero})",
+                                            f"NonnegativeConeT({data['dims'].nonneg})"]
+
+
+def test_weights_are_cvxpys_to_the_bit_solve_after_solve(window):
+    """A run of solves, as a sizer's over a backtest: cvxpy sets Clarabel up on the first and updates
+    it on each later one (which gives different last digits than a fresh set-up); so does the direct path."""
+    size = 12
+    problem = MeanVarianceProblem(size)
+    cvx, parameters = formulation(size)
+    statuses = set()
+    for case in _cases(window, 60, size, seed=3):
+        ours, status = problem.solve(case["mu"], case["cov"], case["caps"], case["sector_ids"],
+                                     risk_aversion=case["risk_aversion"], max_total=1.0, max_sector=0.3)
+        inputs = problem.inputs(case["mu"], case["cov"], case["caps"], case["sector_ids"],
+                                risk_aversion=case["risk_aversion"])
+        for name, value in {**inputs, "max_total": 1.0, "max_sector": 0.3}.items():
+            parameters[name].value = value
+        cvx.solve(solver=cp.CLARABEL)
+        assert status == cvx.status
+        statuses.add(status)
+        theirs = cvx.variables()[0].value[:case["mu"].size]
+        assert np.array_equal(_bits(ours), _bits(theirs))
+    assert statuses == {cp.OPTIMAL}
