@@ -2,13 +2,11 @@
 happens to pull in today can change version, or disappear, with that package's next release."""
 from __future__ import annotations
 
-import ast
 import re
 import sys
 from importlib.metadata import packages_distributions
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.test_layering import ROOT, _direct_imports, _module_name
 
 
 def _normalised(name: str) -> str:
@@ -26,19 +24,12 @@ def _pinned() -> set[str]:
 
 
 def _imported_top_levels() -> dict[str, str]:
-    """{top-level module: a file importing it} over the project's Python files."""
+    """{top-level module: a file importing it} over the project's Python files (not the hidden
+    folders: .venv, .git)."""
     found: dict[str, str] = {}
-    for path in sorted(ROOT.rglob("*.py")):
-        if any(part.startswith(".") for part in path.relative_to(ROOT).parts):
-            continue   # .venv, .git, ...
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            if isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                names = [node.module]
-            else:
-                continue
-            for name in names:
+    for top in sorted(p for p in ROOT.iterdir() if not p.name.startswith(".")):
+        for path in [top] if top.suffix == ".py" else sorted(top.rglob("*.py")) if top.is_dir() else []:
+            for name in _direct_imports(_module_name(path)):
                 found.setdefault(name.split(".")[0], str(path.relative_to(ROOT)))
     return found
 

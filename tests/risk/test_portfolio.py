@@ -246,14 +246,21 @@ def _bits(a) -> np.ndarray:
     return np.ascontiguousarray(a, dtype=float).view(np.int64)   # tells 0.0 from -0.0
 
 
+def _give(parameters, problem, case, **limits) -> dict:
+    """The cvxpy problem's parameters set to ``problem``'s inputs for ``case``; returns the inputs."""
+    inputs = problem.inputs(case["mu"], case["cov"], case["caps"], case["sector_ids"],
+                            risk_aversion=case["risk_aversion"])
+    for name, value in {**inputs, **limits}.items():
+        parameters[name].value = value
+    return inputs
+
+
 def test_solver_data_is_cvxpys_to_the_bit(window):
     size = 12
     problem = MeanVarianceProblem(size)
     cvx, parameters = formulation(size)
     for case in _cases(window, 40, size):
-        inputs = problem.inputs(case.pop("mu"), case.pop("cov"), case.pop("caps"), case.pop("sector_ids"), **case)
-        for name, value in {**inputs, "max_total": 0.9, "max_sector": 0.3}.items():
-            parameters[name].value = value
+        inputs = _give(parameters, problem, case, max_total=0.9, max_sector=0.3)
         data = cvx.get_problem_data(cp.CLARABEL)[0]
         P, q, A, b, cones = problem.solver_data(inputs, 0.9, 0.3)
         expected_P = sparse.triu(data["P"]).tocsc()   # as cvxpy's Clarabel interface passes it
@@ -276,10 +283,7 @@ def test_weights_are_cvxpys_to_the_bit_solve_after_solve(window):
     for case in _cases(window, 60, size, seed=3):
         ours, status = problem.solve(case["mu"], case["cov"], case["caps"], case["sector_ids"],
                                      risk_aversion=case["risk_aversion"], max_total=1.0, max_sector=0.3)
-        inputs = problem.inputs(case["mu"], case["cov"], case["caps"], case["sector_ids"],
-                                risk_aversion=case["risk_aversion"])
-        for name, value in {**inputs, "max_total": 1.0, "max_sector": 0.3}.items():
-            parameters[name].value = value
+        _give(parameters, problem, case, max_total=1.0, max_sector=0.3)
         cvx.solve(solver=cp.CLARABEL)
         assert status == cvx.status
         statuses.add(status)
