@@ -37,7 +37,12 @@ journal (on a free port, started once the journal exists), and a thread of this 
 
 ``--stages``: the live process runs under ``benchmarks/live_stages.py``, which times each stage of a live
 bar; printed after the latencies: from the bar's sending to its release by the bar clock, to Backtrader's
-call of the strategy, to the first order's send, to its arrival, and each stage's time in the bar.
+call of the strategy, to the first order's send, to its arrival, the garbage collections in between, and each
+stage's time in the bar.
+
+The first order's latency is also printed over the first and the last quarter of the live bars: a bar
+late in the session must cost what an early one does, though the broker then follows thousands more
+orders and the journal holds thousands more rows (``--bars 800``: about 5,900 orders).
 
 ``--gap SECONDS`` (default 0.5): the pause between a bar's saved state and the next bar's sending. Live
 bars come a minute (or a day) apart, so each finds the process idle; sent back to back (``--gap 0``), a
@@ -411,7 +416,7 @@ def main() -> None:
         for cid, arrived in zip(server.submissions, server.submitted_at):
             stamp = dt.datetime.strptime(cid[len(PREFIX):].split("-")[1], "%Y%m%d%H%M%S")
             by_bar.setdefault(stamp, []).append((arrived - server.bars_sent_at[stamp]) * 1000.0)
-        for latencies in by_bar.values():
+        for _, latencies in sorted(by_bar.items()):   # in the order the bars were sent
             first_order.append(min(latencies))
             every_order.extend(latencies)
         stage_lines = stage_table(stages, server.bars_sent_at, by_bar) if args.stages else []
@@ -427,6 +432,11 @@ def main() -> None:
         print(f"bar sent -> {label} at the broker: median {statistics.median(values):.1f} ms, "
               f"p90 {percentile(values, 0.90):.1f} ms, p99 {percentile(values, 0.99):.1f} ms, "
               f"max {max(values):.1f} ms (n={len(values)})")
+    # the session's cost must not grow with what it has done (the orders it follows, its journal)
+    quarter = len(first_order) // 4
+    for label, values in (("first", first_order[:quarter]), ("last", first_order[-quarter:])):
+        print(f"first order of a bar, the {label} {quarter} bars: median {statistics.median(values):.1f} ms, "
+              f"p90 {percentile(values, 0.90):.1f} ms")
     for line in stage_lines:
         print(line)
 
@@ -436,6 +446,7 @@ def stage_table(path: Path, sent_at: dict, by_bar: dict) -> list[str]:
     bars = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
     steps: dict[str, list[float]] = {}
     starts: dict[str, list[float]] = {}
+    collections = [c for bar in bars for c in bar.get("gc", [])]   # a bar's may fall in the next bar's window
     for bar in bars:
         stamp = dt.datetime.fromisoformat(bar["datetime"])
         if stamp not in by_bar or "send@start" not in bar or "strategy@start" not in bar:
@@ -444,7 +455,9 @@ def stage_table(path: Path, sent_at: dict, by_bar: dict) -> list[str]:
         path_steps = {"bar sent -> released by the bar clock": bar["released"] - sent,
                       "released -> the strategy called (feeds, broker)": bar["strategy@start"] - bar["released"],
                       "the strategy called -> first order sent": bar["send@start"] - bar["strategy@start"],
-                      "first order sent -> at the broker": arrived - bar["send@start"]}
+                      "first order sent -> at the broker": arrived - bar["send@start"],
+                      "garbage collection, bar sent -> first order sent": sum(
+                          seconds for began, seconds, _ in collections if sent <= began < bar["send@start"])}
         for name, seconds in [*path_steps.items(), *((f"stage {k}", v) for k, v in bar.items()
                                                      if "@" not in k and isinstance(v, float) and k != "released")]:
             steps.setdefault(name, []).append(seconds * 1000.0)

@@ -6,11 +6,13 @@ Usage (live_latency.py runs it in place of ``run.py``): ``python benchmarks/live
 --config ...``. For each live bar (not the warm-up's) one JSON line in OUT: ``released`` (when the bar
 clock released the bar, ``time.perf_counter()``: one clock with the local server's, on this machine),
 ``datetime``, and for each stage below the seconds it took in the bar (summed over its calls) and when its
-first call began (``<stage>@start``). The wrappers cost a few microseconds a call.
+first call began (``<stage>@start``), and ``gc``: each garbage collection from its release to the next
+bar's, ``[began, seconds, generation]``. The wrappers cost a few microseconds a call.
 """
 from __future__ import annotations
 
 import functools
+import gc
 import json
 import sys
 import time
@@ -47,6 +49,16 @@ STAGES = [
 class Recorder:
     def __init__(self, path: str):
         self.path, self.bar = path, None
+        self._collecting = None
+        gc.callbacks.append(self._collection)
+
+    def _collection(self, phase: str, info: dict) -> None:
+        """Each garbage collection in a bar's record: ``gc`` [[began, seconds, generation], ...]."""
+        if phase == "start":
+            self._collecting = time.perf_counter()
+        elif self._collecting is not None and self.bar is not None:
+            now = time.perf_counter()
+            self.bar.setdefault("gc", []).append([self._collecting, now - self._collecting, info["generation"]])
 
     def release(self, group) -> None:
         self.flush()

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
+import itertools
 import uuid
 from dataclasses import dataclass, field
 
@@ -298,13 +299,18 @@ class MatchingEngine:
         bracket's or an oco's exits hold the same shares, counted once; a bracket's legs before the
         entry fills hold none."""
         groups: dict[str, float] = {}
-        for o in self.orders.values():
+        for o in self._working():
             bracket_leg = o.parent_id is not None and o.order_class != "oco"
             if o.alive and o.symbol == symbol and o.side == side \
                     and (not bracket_leg or self.orders[o.parent_id].status == "filled"):
                 group = o.parent_id or o.id
                 groups[group] = max(groups.get(group, 0.0), o.remaining)
         return sum(groups.values())
+
+    def _working(self):
+        """Every order still alive (a session's thousands of ended ones left out): those submitted since
+        the last bar and those pending (bracket legs held for their entry included)."""
+        return itertools.chain(self._submitted, (o for o in self._pending if o is not None))
 
     def open_orders(self) -> list[SimOrder]:
         return [o for o in self.orders.values() if o.alive and o.parent_id is None]

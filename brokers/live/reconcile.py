@@ -210,8 +210,7 @@ class Reconciler:
         order.addcomminfo(broker.getcommissioninfo(data))
         order.submit(broker)
         order.accept(broker)
-        rec.order = order
-        tracker.by_ref[order.ref] = rec
+        tracker.attach(rec, order)
         tracker.catch_up(rec)
         return order
 

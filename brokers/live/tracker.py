@@ -62,6 +62,43 @@ class Tracked:
         return self.status in ("filled", "canceled", "expired", "rejected", "replaced", "abandoned")
 
 
+def group_of(rec: Tracked) -> str:
+    """The bracket or OCO ``rec`` belongs to, named by its entry's client id (an entry's own)."""
+    return rec.parent or rec.client_order_id
+
+
+class TrackedOrders(dict):
+    """:class:`Tracked` records by client id, in the order first followed: a plain dict to read, written
+    by item only (``orders[cid] = rec``), which also files each record under its bracket or OCO
+    (:meth:`group`), so that a cancel's answer reads its group, not every order of the session."""
+
+    def __init__(self):
+        super().__init__()
+        self._groups: dict[str, list[Tracked]] = {}
+        self._position: dict[str, int] = {}
+
+    def __setitem__(self, cid: str, rec: Tracked) -> None:
+        old = self.get(cid)
+        if old is None:
+            self._position[cid] = len(self)
+        else:  # a restart's record replacing its placeholder
+            self._groups[group_of(old)].remove(old)
+        super().__setitem__(cid, rec)
+        self._groups.setdefault(group_of(rec), []).append(rec)
+
+    def group(self, key: str) -> list[Tracked]:
+        return self._groups.get(key, [])
+
+    def position(self, cid: str) -> int:
+        """Where ``cid`` stands in the order followed."""
+        return self._position[cid]
+
+    def _unsupported(self, *args, **kwargs):
+        raise TypeError("tracked orders are added by item (orders[cid] = rec) and never removed")
+
+    update = setdefault = pop = popitem = clear = __delitem__ = _unsupported
+
+
 class OrderTracker:
     """Tracked orders by client id, venue id and Backtrader ref; the book (cash, positions); the
     notifications waiting for the strategy. ``broker`` is the Backtrader broker the orders belong to
@@ -74,9 +111,10 @@ class OrderTracker:
         self.venue = venue
         self.journal = journal
         self.notifs: collections.deque = collections.deque()
-        self.tracked: dict[str, Tracked] = {}
+        self.tracked = TrackedOrders()
         self.by_venue_id: dict[str, Tracked] = {}
         self.by_ref: dict[int, Tracked] = {}
+        self._attached: dict[str, Tracked] = {}  # records given a Backtrader order, less those known ended
         self.journal_ids: set[str] = set()  # client ids the journal holds
         self.canceling: dict[str, set[str]] = {}  # symbol -> ids of orders asked to cancel, not yet done
         self.trailing: dict[int, object] = {}  # ref -> open trailing stop (see trail_stops)
@@ -113,8 +151,19 @@ class OrderTracker:
         """Client ids of the orders the strategy placed whose end it has not heard of: still working
         at the venue, or final with the notification waiting for the next bar."""
         waiting = {order.ref for order in self.notifs}
-        return [cid for cid, rec in self.tracked.items()
-                if rec.order is not None and (rec.order.alive() or rec.order.ref in waiting)]
+        flying = []
+        for cid, rec in list(self._attached.items()):
+            if self.tracked.get(cid) is rec and (rec.order.alive() or rec.order.ref in waiting):
+                flying.append(cid)
+            else:  # for good: a dead order is never notified again, and a new order is attached anew
+                del self._attached[cid]
+        return sorted(flying, key=self.tracked.position)
+
+    def attach(self, rec: Tracked, order) -> None:
+        """``order`` is the Backtrader order of ``rec``."""
+        rec.order = order
+        self.by_ref[order.ref] = rec
+        self._attached[rec.client_order_id] = rec
 
     def refuse(self, family: list, reason: str) -> None:
         for order in family:
@@ -151,8 +200,7 @@ class OrderTracker:
             self.tracked[cid] = rec
         if view is not None:
             self.see_view(rec, view)
-        rec.order = order
-        self.by_ref[order.ref] = rec
+        self.attach(rec, order)
         if order.exectype == bt.Order.StopTrail:
             self.trailing[order.ref] = order
         return rec
@@ -243,9 +291,7 @@ class OrderTracker:
     def group_canceling(self, rec: Tracked) -> bool:
         """Another order of ``rec``'s bracket or OCO was asked to cancel: the venue cancels the group
         together, so ``rec`` may be gone already when its own cancel arrives (a refusal to expect)."""
-        group = rec.parent or rec.client_order_id
-        return any(other is not rec and other.cancel_requested and (other.parent or other.client_order_id) == group
-                   for other in self.tracked.values())
+        return any(other is not rec and other.cancel_requested for other in self.tracked.group(group_of(rec)))
 
     def _unmapped_leg(self, view: VenueOrder) -> Tracked | None:
         """A bracket leg whose venue id the entry's answer did not give (Alpaca names legs with its own

@@ -125,3 +125,49 @@ def test_replace_moves_a_limit_price():
     assert e.orders[order.id].status == "replaced" and new.client_order_id == "l1-r1"
     got = events(e, 2, 100, 101, 99, 100)
     assert got[-1][:2] == ("fill", "l1-r1") and got[-1][3] == 99.5
+
+
+def test_the_shares_open_orders_hold_are_read_from_the_working_orders_alone():
+    """``held_qty`` reads the orders still working, not every order of the session, and answers as a
+    scan of every order would, through entries, brackets, OCO exits, fills, cancels and replaces."""
+    import random
+
+    from brokers.venue import OrderRejected
+
+    def held_by_scan(e, side):
+        groups = {}
+        for o in e.orders.values():
+            leg = o.parent_id is not None and o.order_class != "oco"
+            if o.alive and o.symbol == "X" and o.side == side and (not leg or e.orders[o.parent_id].status == "filled"):
+                groups[o.parent_id or o.id] = max(groups.get(o.parent_id or o.id, 0.0), o.remaining)
+        return sum(groups.values())
+
+    rng, e, n = random.Random(7), engine(cash=1e6), 0
+    for day in range(1, 60):
+        for _ in range(3):
+            n += 1
+            draw, close = rng.random(), 100.0 + day % 7
+            try:
+                if draw < 0.3:
+                    e.submit(OrderRequest(f"b{n}", "X", "buy", rng.randint(1, 9), bar_datetime=T0, reference_price=close,
+                                          legs=(Leg("stop_loss", f"s{n}", stop_price=close - 3),
+                                                Leg("take_profit", f"t{n}", limit_price=close + 3))))
+                elif draw < 0.6:
+                    e.submit(OrderRequest(f"t{n}", "X", "sell", rng.randint(1, 9), type="limit", limit_price=close + 2,
+                                          order_class="oco", bar_datetime=T0,
+                                          legs=(Leg("stop_loss", f"s{n}", stop_price=close - 2),
+                                                Leg("take_profit", f"t{n}", limit_price=close + 2))))
+                elif draw < 0.7:
+                    e.submit(OrderRequest(f"m{n}", "X", "buy", rng.randint(1, 9), bar_datetime=T0, reference_price=close))
+                working = [o for o in e.orders.values() if o.alive]
+                if working and draw > 0.8:
+                    target = rng.choice(working)
+                    (e.cancel if draw > 0.9 or target.type != "limit" else
+                     lambda i: e.replace(i, limit_price=target.limit_price + 1))(target.id)
+            except (OrderRejected, NotCancelable):
+                pass
+            assert {o.id for o in e._working()} == {o.id for o in e.orders.values() if o.alive}
+            assert e.held_qty("X", "sell") == held_by_scan(e, "sell") and e.held_qty("X", "buy") == held_by_scan(e, "buy")
+        price = 100.0 + (day * 5) % 11 - 5
+        e.on_bars(T0 + day * DAY, {"X": bar(day, price, price + 4, price - 4, price)})
+    assert sum(not o.alive for o in e.orders.values()) > 100   # a session's ended orders, which it skips
