@@ -35,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
+import sqlite3
 import threading
 import time
 from collections.abc import Iterable
@@ -294,6 +295,22 @@ class OrderRow:
         return self.status in OPEN_STATUSES
 
 
+def _write_ahead_log(cursor, seconds: float) -> None:
+    """SQLite's write-ahead log for this connection's file. Turning a new file to it needs the file to
+    itself, and SQLite refuses at once, without its busy timeout, while another process's connection
+    does the same (a live process and a reader opening a new journal together): tried again for up to
+    ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
 def _schema_lock(conn) -> None:
     """Serialize opening the journal with other processes opening it (a live process and a reader), so
     that one creates or migrates the tables and the others find them done: SQLite's write lock (its
@@ -390,9 +407,9 @@ class Journal:
                 @event.listens_for(self.engine, "connect")
                 def _pragmas(dbapi_connection, _record):
                     cursor = dbapi_connection.cursor()
-                    cursor.execute("PRAGMA journal_mode=WAL")
-                    cursor.execute(f"PRAGMA synchronous={sqlite_synchronous}")
                     cursor.execute("PRAGMA busy_timeout=5000")
+                    _write_ahead_log(cursor, 5.0)
+                    cursor.execute(f"PRAGMA synchronous={sqlite_synchronous}")
                     if manual_checkpoints:
                         cursor.execute("PRAGMA wal_autocheckpoint=0")
                     cursor.close()

@@ -31,16 +31,16 @@ class WebhookReceiver:
                     payload = json.loads(body or b"null")
                 except ValueError:
                     payload = {"unparsed": body.decode("utf-8", "replace")}
-                self._answer()
-                with receiver._cond:
+                with receiver._cond:  # recorded before the answer: a sender that has its answer finds it here
                     receiver.posts.append(payload)
                     receiver._cond.notify_all()
+                self._answer()
 
             def do_GET(self):
-                self._answer()
                 with receiver._cond:
                     receiver.pings.append(self.path)
                     receiver._cond.notify_all()
+                self._answer()
 
             def _answer(self):
                 self.send_response(receiver.status)

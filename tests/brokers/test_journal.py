@@ -10,7 +10,7 @@ import threading
 import pytest
 from sqlalchemy import MetaData, create_engine, insert, update
 
-from brokers.journal import SCHEMA, SCHEMA_VERSION, V1_TABLES, Journal, metadata, sqlite_url
+from brokers.journal import SCHEMA, SCHEMA_VERSION, V1_TABLES, Journal, _write_ahead_log, metadata, sqlite_url
 from common.errors import UserError
 from tests.conftest import terminate_connections
 
@@ -144,6 +144,30 @@ def test_a_journal_newer_than_the_code_is_refused_naming_both_versions(journal_u
     with pytest.raises(UserError) as error:
         Journal(journal_url)
     assert f"schema version {SCHEMA_VERSION + 1} is newer than this code's {SCHEMA_VERSION}" in str(error.value)
+
+
+class RefusingCursor:
+    """A connection's cursor whose first ``refusals`` statements SQLite refuses with ``error``."""
+
+    def __init__(self, refusals: int, error: str = "database is locked"):
+        self.refusals, self.error, self.executed = refusals, error, []
+
+    def execute(self, statement):
+        self.executed.append(statement)
+        if len(self.executed) <= self.refusals:
+            raise sqlite3.OperationalError(self.error)
+
+
+def test_the_write_ahead_log_is_asked_for_again_while_another_connection_holds_the_new_file():
+    cursor = RefusingCursor(3)  # SQLite refuses at once, busy timeout or not, while another converts it
+    _write_ahead_log(cursor, 5.0)
+    assert cursor.executed == ["PRAGMA journal_mode=WAL"] * 4
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        _write_ahead_log(RefusingCursor(10_000), 0.05)  # not for ever
+    other = RefusingCursor(1, "disk I/O error")
+    with pytest.raises(sqlite3.OperationalError, match="disk I/O"):  # only a lock is waited out
+        _write_ahead_log(other, 5.0)
+    assert len(other.executed) == 1
 
 
 def test_processes_opening_a_new_journal_at_once_take_turns(journal_url):
