@@ -162,8 +162,10 @@ def test_the_shares_open_orders_hold_are_read_from_the_working_orders_alone():
                 working = [o for o in e.orders.values() if o.alive]
                 if working and draw > 0.8:
                     target = rng.choice(working)
-                    (e.cancel if draw > 0.9 or target.type != "limit" else
-                     lambda i: e.replace(i, limit_price=target.limit_price + 1))(target.id)
+                    if draw < 0.9 and target.type == "limit":
+                        e.replace(target.id, limit_price=target.limit_price + 1)
+                    else:
+                        e.cancel(target.id)
             except (OrderRejected, NotCancelable):
                 pass
             assert {o.id for o in e._working()} == {o.id for o in e.orders.values() if o.alive}
