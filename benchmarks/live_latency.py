@@ -446,7 +446,7 @@ def stage_table(path: Path, sent_at: dict, by_bar: dict) -> list[str]:
     bars = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
     steps: dict[str, list[float]] = {}
     starts: dict[str, list[float]] = {}
-    collections = [c for bar in bars for c in bar.get("gc", [])]   # a bar's may fall in the next bar's window
+    collected = [c for bar in bars for c in bar.get("gc", [])]   # a bar's may fall in the next bar's window
     for bar in bars:
         stamp = dt.datetime.fromisoformat(bar["datetime"])
         if stamp not in by_bar or "send@start" not in bar or "strategy@start" not in bar:
@@ -457,7 +457,7 @@ def stage_table(path: Path, sent_at: dict, by_bar: dict) -> list[str]:
                       "the strategy called -> first order sent": bar["send@start"] - bar["strategy@start"],
                       "first order sent -> at the broker": arrived - bar["send@start"],
                       "garbage collection, bar sent -> first order sent": sum(
-                          seconds for began, seconds, _ in collections if sent <= began < bar["send@start"])}
+                          seconds for began, seconds, _ in collected if sent <= began < bar["send@start"])}
         for name, seconds in [*path_steps.items(), *((f"stage {k}", v) for k, v in bar.items()
                                                      if "@" not in k and isinstance(v, float) and k != "released")]:
             steps.setdefault(name, []).append(seconds * 1000.0)
