@@ -44,12 +44,16 @@ The first order's latency is also printed over the first and the last quarter of
 late in the session must cost what an early one does, though the broker then follows thousands more
 orders and the journal holds thousands more rows (``--bars 800``: about 5,900 orders).
 
+``--set SECTION.KEY=VALUE`` (repeatable): one more line of the live process's config, VALUE in TOML, e.g.
+``--set 'models.base_models=["xgboost", "lightgbm"]'`` to measure a cheaper ensemble (the registry model is
+fitted with it too); a key the benchmark sets already is refused.
+
 ``--gap SECONDS`` (default 0.5): the pause between a bar's saved state and the next bar's sending. Live
 bars come a minute (or a day) apart, so each finds the process idle; sent back to back (``--gap 0``), a
 bar also waits for the previous one's last work (its journal checkpoint, the collector, the metrics).
 
 Goal (the issue): p99 under 20 ms. Usage: ``python benchmarks/live_latency.py [--strategy ml]
-[--symbols 50] [--bars 300] [--gap 0.5] [--metrics [--scrape 1]] [--dashboard 1] [--stages]``;
+[--symbols 50] [--bars 300] [--gap 0.5] [--metrics [--scrape 1]] [--dashboard 1] [--stages] [--set SECTION.KEY=VALUE]``;
 ``BENCH_PROFILE=FILE`` runs the live process under cProfile.
 """
 from __future__ import annotations
@@ -70,6 +74,7 @@ import sys
 import tempfile
 import threading
 import time
+import tomllib
 import urllib.request
 from pathlib import Path
 
@@ -117,6 +122,24 @@ def universe(n: int, length: int) -> tuple[dict, str]:
     """The first n clean tickers with ``length`` bars, cut to that length."""
     bars = {symbol: bars_of(frame.iloc[:length]) for symbol, frame in itertools.islice(clean_tickers(length), n)}
     return bars, str(source_folder())
+
+
+def with_settings(text: str, settings: list[str]) -> str:
+    """``text`` (TOML) with each ``SECTION.KEY=VALUE`` line added to its table (``--set``); a key
+    already there is TOML's duplicate-key error."""
+    for setting in settings:
+        key, sep, value = setting.partition("=")
+        section, dot, leaf = key.strip().rpartition(".")
+        if not (sep and dot and leaf):
+            raise SystemExit(f"--set {setting!r}: expected SECTION.KEY=VALUE")
+        header = f"[{section}]\n"
+        line = f"{leaf} = {value.strip()}\n"
+        text = text.replace(header, header + line, 1) if header in text else f"{text}\n{header}{line}"
+    try:
+        tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SystemExit(f"--set: the config is not valid TOML ({exc})") from None
+    return text
 
 
 def config(server: AlpacaTestServer, symbols: list[str], state: Path, warmup: int, strategy: str,
@@ -338,6 +361,8 @@ def main() -> None:
     parser.add_argument("--stages", action="store_true", help="time each stage of a live bar (live_stages.py)")
     parser.add_argument("--gap", type=float, default=0.5, metavar="SECONDS",
                         help="pause after a bar's saved state before the next bar (live bars come a minute apart)")
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="one more config line for the live process (VALUE in TOML; repeatable)")
     args = parser.parse_args()
     if args.scrape is not None and (not args.metrics or args.scrape <= 0):
         parser.error("--scrape SECONDS needs --metrics and SECONDS > 0")
@@ -359,8 +384,8 @@ def main() -> None:
             for symbol, bar in group.items():
                 server.add_history(symbol, [bar])
         metrics_port = free_port() if args.metrics else 0
-        (tmp / "bench.toml").write_text(config(server, symbols, tmp / "state", args.history, args.strategy,
-                                               metrics_port))
+        (tmp / "bench.toml").write_text(with_settings(config(server, symbols, tmp / "state", args.history,
+                                                             args.strategy, metrics_port), args.set))
         model = []
         if args.strategy != MOMENTUM:
             from models.registry import REGISTRY_ROOT
@@ -426,15 +451,20 @@ def main() -> None:
                                     f"{scraper.median_seconds * 1000:.1f} ms)" if scraper is not None else "") + "; "
     if dashboard is not None:
         strategy += dashboard.summary()
+    if args.set:
+        strategy += f"with {', '.join(args.set)}; "
     print(f"{strategy}data: {source}: {len(symbols)} symbols, {args.history} warm-up bars, {args.bars} live bars "
           f"{args.gap:g} s apart; {len(by_bar)} bars placed {len(every_order)} orders")
+    if not every_order:
+        raise SystemExit("no bar placed an order: no latency to measure (the model's predictions passed no "
+                         "entry threshold)")
     for label, values in (("first order of a bar", first_order), ("every order", every_order)):
         print(f"bar sent -> {label} at the broker: median {statistics.median(values):.1f} ms, "
               f"p90 {percentile(values, 0.90):.1f} ms, p99 {percentile(values, 0.99):.1f} ms, "
               f"max {max(values):.1f} ms (n={len(values)})")
     # the session's cost must not grow with what it has done (the orders it follows, its journal)
     quarter = len(first_order) // 4
-    for label, values in (("first", first_order[:quarter]), ("last", first_order[-quarter:])):
+    for label, values in (("first", first_order[:quarter]), ("last", first_order[-quarter:])) if quarter else ():
         print(f"first order of a bar, the {label} {quarter} bars: median {statistics.median(values):.1f} ms, "
               f"p90 {percentile(values, 0.90):.1f} ms")
     for line in stage_lines:
