@@ -53,7 +53,8 @@ bars come a minute (or a day) apart, so each finds the process idle; sent back t
 bar also waits for the previous one's last work (its journal checkpoint, the collector, the metrics).
 
 Goal (the issue): p99 under 20 ms. Usage: ``python benchmarks/live_latency.py [--strategy ml]
-[--symbols 50] [--bars 300] [--gap 0.5] [--metrics [--scrape 1]] [--dashboard 1] [--stages] [--set SECTION.KEY=VALUE]``;
+[--symbols 50] [--bars 300] [--gap 0.5] [--metrics [--scrape 1]] [--dashboard 1] [--stages]
+[--set SECTION.KEY=VALUE]``;
 ``BENCH_PROFILE=FILE`` runs the live process under cProfile.
 """
 from __future__ import annotations
@@ -456,8 +457,8 @@ def main() -> None:
     print(f"{strategy}data: {source}: {len(symbols)} symbols, {args.history} warm-up bars, {args.bars} live bars "
           f"{args.gap:g} s apart; {len(by_bar)} bars placed {len(every_order)} orders")
     if not every_order:
-        raise SystemExit("no bar placed an order: no latency to measure (the model's predictions passed no "
-                         "entry threshold)")
+        raise SystemExit("no bar placed an order: no latency to measure (ml: no prediction passed the entry "
+                         "thresholds)")
     for label, values in (("first order of a bar", first_order), ("every order", every_order)):
         print(f"bar sent -> {label} at the broker: median {statistics.median(values):.1f} ms, "
               f"p90 {percentile(values, 0.90):.1f} ms, p99 {percentile(values, 0.99):.1f} ms, "
